@@ -1,0 +1,37 @@
+# Two environments (DESIGN.md section 1): .venv for JAX/Flax, .venv-ascend for MindSpore 2.10 (numpy 1.x).
+PYTHON ?= python3
+VENV := .venv
+ASCEND_VENV := .venv-ascend
+PY := $(VENV)/bin/python
+ASCEND_PY := $(ASCEND_VENV)/bin/python
+# Tests that need MindSpore run it through this interpreter.
+export HHL_ASCEND_PYTHON := $(abspath $(ASCEND_PY))
+
+.PHONY: demo test lint venv venv-ascend clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+$(ASCEND_VENV)/.installed: requirements-ascend.txt
+	$(PYTHON) -m venv $(ASCEND_VENV)
+	$(ASCEND_PY) -m pip install -q --upgrade pip
+	$(ASCEND_PY) -m pip install -q -r requirements-ascend.txt
+	touch $@
+
+venv: $(VENV)/.installed
+venv-ascend: $(ASCEND_VENV)/.installed
+
+demo: venv
+	$(PY) main.py --config configs/demo.py --workdir runs/demo
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+test: venv venv-ascend lint
+	$(PY) -m pytest -n 2 --dist loadgroup -q tests
+
+clean:
+	rm -rf $(VENV) $(ASCEND_VENV) runs .pytest_cache .ruff_cache

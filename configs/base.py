@@ -1,0 +1,89 @@
+"""Every config field, with its default and what it means. Recipe files override a few of these.
+
+Batch sizes are global (all devices, all hosts). Learning rates are written as in the recipe they
+come from, next to `schedule.reference_batch_size`; they are scaled linearly when the global batch
+differs. Both the JAX side (main.py) and the MindSpore side (ascend_port) read these files, so this
+module imports nothing but ml_collections.
+"""
+
+from ml_collections import ConfigDict, config_dict
+
+
+def get_config() -> ConfigDict:
+    c = ConfigDict()
+    c.seed = 0  # model init, data order and dropout all derive from it
+    c.init_from = ""  # canonical .safetensors to start from (or to evaluate in --mode=eval)
+
+    c.model = ConfigDict()
+    c.model.name = "hardnet68"  # a name from models.names()
+    c.model.num_classes = 1000
+    c.model.dtype = "float32"  # compute dtype: float32 | bfloat16 (params/BN stats stay float32)
+    c.model.drop_rate = config_dict.placeholder(float)  # classifier dropout; None = variant default
+    c.model.drop_path_rate = config_dict.placeholder(float)  # stochastic depth; None = default
+
+    c.data = ConfigDict()
+    c.data.source = "tfds:imagenet2012"  # tfds:<name>[:<version>] | folder:<path> | digits | synthetic
+    c.data.data_dir = ""  # TFDS data dir ('' = $TFDS_DATA_DIR or ~/tensorflow_datasets)
+    c.data.manual_dir = ""  # TFDS manual dir with the ILSVRC2012 tars ('' = <data_dir>/downloads/manual)
+    c.data.train_split = "train"
+    c.data.eval_split = "validation"  # a folder source uses val/ when this is 'validation'
+    c.data.image_size = 224  # train crop and eval crop size
+    c.data.crop_pct = config_dict.placeholder(float)  # eval resize = size / crop_pct; None = model's
+    c.data.interpolation = config_dict.placeholder(str)  # bilinear | bicubic; None = model's
+    c.data.crop_min = 0.08  # random-resized-crop minimum area fraction
+    c.data.shuffle_buffer = 16_384  # examples per host
+    c.data.cache = False  # cache decoded-undecoded bytes in RAM (about 150 GB for ImageNet)
+    c.data.num_workers = -1  # tf.data private threadpool size; -1 = AUTOTUNE
+    c.data.prefetch = 2  # batches prefetched to device
+    c.data.num_train_examples = config_dict.placeholder(int)  # None = from the source
+    # Augmentations of the transformer recipes; non-zero values need the recipes issue.
+    c.data.auto_augment = ""  # '' | 'imagenet' (AutoAugment policy) | 'rand-m9-mstd0.5-inc1'
+    c.data.mixup = 0.0  # mixup alpha
+    c.data.cutmix = 0.0  # cutmix alpha
+    c.data.random_erase = 0.0  # random erasing probability
+
+    c.train = ConfigDict()
+    c.train.batch_size = 256  # global
+    c.train.epochs = 150
+    c.train.steps = config_dict.placeholder(int)  # overrides epochs when set
+    c.train.label_smoothing = 0.0
+    c.train.grad_clip_norm = config_dict.placeholder(float)  # global-norm clipping; None = off
+    c.train.log_every_steps = 50
+    c.train.eval_every_epochs = 1  # also evaluates at the end
+    c.train.checkpoint_every_steps = 1000  # also checkpoints at the end
+    c.train.keep_checkpoints = 3
+    c.train.eval_batch_size = config_dict.placeholder(int)  # None = train.batch_size
+
+    c.optim = ConfigDict()
+    c.optim.name = "sgd"  # sgd | rmsprop | adamw
+    c.optim.momentum = 0.9  # sgd and rmsprop
+    c.optim.nesterov = True  # sgd
+    c.optim.weight_decay = 1e-4
+    c.optim.decay_norm_and_bias = True  # False: no decay on norm scales/biases and biases
+    c.optim.rmsprop_decay = 0.9
+    c.optim.eps = 1e-3  # rmsprop: added inside the sqrt (TF/MindSpore placement)
+    c.optim.adam_b1 = 0.9
+    c.optim.adam_b2 = 0.999
+    c.optim.adam_eps = 1e-8
+
+    c.schedule = ConfigDict()
+    c.schedule.name = "cosine"  # cosine | linear | step (each after a linear warmup)
+    c.schedule.lr_max = 0.05  # peak lr at reference_batch_size
+    c.schedule.lr_init = 0.0  # warmup start
+    c.schedule.lr_end = 0.0  # final lr (cosine, linear)
+    c.schedule.warmup_epochs = 0.0
+    c.schedule.reference_batch_size = 256  # lr_* are scaled by batch_size / this
+    c.schedule.boundaries_epochs = (30, 60, 90)  # step schedule
+    c.schedule.decay_factor = 0.1  # step schedule
+
+    c.parallel = ConfigDict()
+    c.parallel.mode = "jit"  # jit (global batch, synced BN) | pmap (per-device BN, pmean grads)
+
+    # MindSpore side (ascend_port.train / eval / export).
+    c.ascend = ConfigDict()
+    c.ascend.device_target = "Ascend"  # Ascend | GPU | CPU
+    c.ascend.amp_level = "O2"  # O0 | O1 | O2 | O3
+    c.ascend.loss_scale = 1024.0  # fixed loss scale under fp16
+    c.ascend.save_every_epochs = 1
+    c.ascend.keep_checkpoints = 5
+    return c
