@@ -7,7 +7,6 @@ shared/specs/hardnet_hrnet.md section 1 for the link rule, widths and quirks.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import re
 
@@ -16,41 +15,14 @@ import jax.numpy as jnp
 from flax import nnx
 
 from models import layers
+from models.hardnet_arch import (
+    CONFIGS,
+    PUBLISHED,
+    HarDNetConfig,
+    block_output_layers,
+    harmonic_layer,
+)
 from models.registry import VariantInfo, register
-
-
-# --------------------------------------------------------------------------- harmonic link rule
-@dataclasses.dataclass(frozen=True)
-class HarmonicLayer:
-    links: tuple[int, ...]  # earlier layers it reads, nearest first (k-1, k-2, k-4, ...)
-    in_channels: int
-    out_channels: int
-
-
-@functools.cache
-def harmonic_layer(k: int, base_channels: int, growth: int, grmul: float) -> HarmonicLayer:
-    """Layer k of a HarDBlock (layer 0 = block input): links and widths, as the official code.
-
-    Layer k reads every layer k - 2^i for which 2^i divides k; its width is growth * grmul^(links-1)
-    rounded to even the way the authors do: 2 * floor(floor(w + 1) / 2).
-    """
-    if k == 0:
-        return HarmonicLayer((), 0, base_channels)
-    links, width = [], float(growth)
-    for i in range(10):
-        step = 2**i
-        if k % step == 0 and k - step >= 0:
-            links.append(k - step)
-            if i > 0:
-                width *= grmul
-    out_channels = int(int(width + 1) / 2) * 2
-    in_channels = sum(harmonic_layer(j, base_channels, growth, grmul).out_channels for j in links)
-    return HarmonicLayer(tuple(links), in_channels, out_channels)
-
-
-def block_output_layers(n_layers: int) -> list[int]:
-    """Layers concatenated as the block output: every odd layer and the last (never the input)."""
-    return [k for k in range(1, n_layers + 1) if k % 2 == 1 or k == n_layers]
 
 
 # --------------------------------------------------------------------------- layers
@@ -103,38 +75,14 @@ class HarDBlock(nnx.Module):
         for links, layer in zip(self.links, self.layers, strict=True):
             # Concatenate nearest-first, as the official code does; the order fixes the meaning
             # of the next conv's input channels.
-            inp = outs[links[0]] if len(links) == 1 else jnp.concatenate([outs[j] for j in links], -1)
+            inp = (
+                outs[links[0]] if len(links) == 1 else jnp.concatenate([outs[j] for j in links], -1)
+            )
             outs.append(layer(inp))
         return jnp.concatenate([outs[k] for k in self.outputs], axis=-1)
 
 
 # --------------------------------------------------------------------------- network
-@dataclasses.dataclass(frozen=True)
-class HarDNetConfig:
-    first_ch: tuple[int, int]
-    ch_list: tuple[int, ...]
-    growth: tuple[int, ...]
-    n_layers: tuple[int, ...]
-    downsample: tuple[int, ...]
-    grmul: float = 1.7
-    depthwise: bool = False
-    drop_rate: float = 0.1  # before the classifier
-    block_drop_rate: float = 0.0  # HarDNet85 only: Dropout(0.1) before the last transition
-
-
-CONFIGS = {
-    "hardnet39ds": HarDNetConfig((24, 48), (96, 320, 640, 1024), (16, 20, 64, 160), (4, 16, 8, 4),
-                                 (1, 1, 1, 0), grmul=1.6, depthwise=True, drop_rate=0.05),
-    "hardnet68ds": HarDNetConfig((32, 64), (128, 256, 320, 640, 1024), (14, 16, 20, 40, 160),
-                                 (8, 16, 16, 16, 4), (1, 0, 1, 1, 0), depthwise=True, drop_rate=0.05),
-    "hardnet68": HarDNetConfig((32, 64), (128, 256, 320, 640, 1024), (14, 16, 20, 40, 160),
-                               (8, 16, 16, 16, 4), (1, 0, 1, 1, 0), drop_rate=0.1),
-    "hardnet85": HarDNetConfig((48, 96), (192, 256, 320, 480, 720, 1280), (24, 24, 28, 36, 48, 256),
-                               (8, 16, 16, 16, 16, 4), (1, 0, 1, 0, 1, 0), drop_rate=0.2,
-                               block_drop_rate=0.1),
-}
-
-
 class HarDNet(nnx.Module):
     """The official `base` list: stem, then per stage block [, dropout], transition [, down], head.
 
@@ -142,8 +90,15 @@ class HarDNet(nnx.Module):
     the pytorchcv rename rules are derived from it.
     """
 
-    def __init__(self, cfg: HarDNetConfig, *, num_classes=1000, drop_rate=None, dtype=jnp.float32,
-                 rngs: nnx.Rngs):
+    def __init__(
+        self,
+        cfg: HarDNetConfig,
+        *,
+        num_classes=1000,
+        drop_rate=None,
+        dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
         kw = dict(dtype=dtype, rngs=rngs)
         drop_rate = cfg.drop_rate if drop_rate is None else drop_rate
         c0, c1 = cfg.first_ch
@@ -164,16 +119,27 @@ class HarDNet(nnx.Module):
             ch = cfg.ch_list[i]
             if cfg.downsample[i]:
                 unit["downsample"] = len(base)
-                base.append(DWConvLayer(ch, stride=2, **kw) if cfg.depthwise else layers.MaxPool(2, 2))
+                base.append(
+                    DWConvLayer(ch, stride=2, **kw) if cfg.depthwise else layers.MaxPool(2, 2)
+                )
             units.append(unit)
         self.head_index = len(base)
-        base.append(nnx.List([
-            layers.GlobalAvgPool(),
-            layers.Flatten(),
-            nnx.Dropout(drop_rate, rngs=rngs),
-            layers.linear(ch, num_classes, kernel_init=layers.torch_default_init, dtype=dtype,
-                          rngs=rngs),
-        ]))
+        base.append(
+            nnx.List(
+                [
+                    layers.GlobalAvgPool(),
+                    layers.Flatten(),
+                    nnx.Dropout(drop_rate, rngs=rngs),
+                    layers.linear(
+                        ch,
+                        num_classes,
+                        kernel_init=layers.torch_default_init,
+                        dtype=dtype,
+                        rngs=rngs,
+                    ),
+                ]
+            )
+        )
         self.base = nnx.List(base)
         self.units = tuple(units)
 
@@ -228,7 +194,7 @@ def rename_torch_key(variant: str, module_path: str, naming: str) -> str:
     unit_index = _pytorchcv_unit_order(variant).index((stage, unit))
     u = units[unit_index]
     if rest[0] == "blocks":  # blocks.block{k}.(conv|bn) or .(pw_conv|dw_conv).(conv|bn)
-        layer = int(rest[1][len("block"):]) - 1
+        layer = int(rest[1][len("block") :]) - 1
         prefix = f"base.{u['block']}.layers.{layer}"
         if cfg.depthwise:
             sub = {"pw_conv": "layer1", "dw_conv": "layer2"}[rest[2]]
@@ -261,26 +227,22 @@ def _pytorchcv_unit_order(variant: str) -> list[tuple[int, int]]:
 
 # --------------------------------------------------------------------------- registry
 def _build(variant, *, num_classes=1000, dtype=jnp.float32, rngs, drop_rate=None):
-    return HarDNet(CONFIGS[variant], num_classes=num_classes, drop_rate=drop_rate, dtype=dtype,
-                   rngs=rngs)
+    return HarDNet(
+        CONFIGS[variant], num_classes=num_classes, drop_rate=drop_rate, dtype=dtype, rngs=rngs
+    )
 
 
-_PUBLISHED = {  # params (measured = official), top-1 (official README)
-    "hardnet39ds": (3_488_228, 72.1),
-    "hardnet68ds": (4_180_602, 74.3),
-    "hardnet68": (17_565_348, 76.5),
-    "hardnet85": (36_670_212, 78.0),
-}
-
-for _name, (_params, _top1) in _PUBLISHED.items():
-    register(VariantInfo(
-        name=_name,
-        family="hardnet",
-        builder=functools.partial(_build, _name),
-        num_params=_params,
-        top1=_top1,
-        reference="PingoLH/Pytorch-HarDNet hardnet.py; pytorchcv hardnet (parity-tested)",
-        interpolation="bilinear",
-        crop_pct=0.875,
-        test_input_size=64,
-    ))
+for _name, (_params, _top1) in PUBLISHED.items():
+    register(
+        VariantInfo(
+            name=_name,
+            family="hardnet",
+            builder=functools.partial(_build, _name),
+            num_params=_params,
+            top1=_top1,
+            reference="PingoLH/Pytorch-HarDNet hardnet.py; pytorchcv hardnet (parity-tested)",
+            interpolation="bilinear",
+            crop_pct=0.875,
+            test_input_size=64,
+        )
+    )

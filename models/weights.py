@@ -13,8 +13,8 @@ from collections.abc import Mapping
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from safetensors.numpy import load_file, save_file
 from safetensors import safe_open
+from safetensors.numpy import load_file, save_file
 
 FORMAT = "hhl-canonical-v1"
 _COLLECTIONS = (nnx.Param, nnx.BatchStat)
