@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
+
+from models import weights as weights_lib
+
+# What a model's weights are: everything else in its state (RNG streams) is rebuilt, not stored.
+WEIGHT_COLLECTIONS = (nnx.Param, nnx.BatchStat)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # Family modules register their variants on import. Add a family here and nowhere else.
-FAMILIES = ("hardnet",)
+FAMILIES = ("hardnet", "hrnet")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,20 +82,24 @@ def create(
     num_classes: int | None = None,
     dtype: jnp.dtype = jnp.float32,
     rngs: nnx.Rngs | None = None,
+    weights: Mapping[str, np.ndarray] | None = None,
     **kwargs,
 ) -> nnx.Module:
     """Builds a variant. Params and BatchNorm statistics are float32; `dtype` is the compute dtype.
 
-    The model starts in eval mode; call `model.train()` before a training step. Extra keyword
-    arguments (drop_rate, drop_path_rate, ...) go to the family builder.
+    With `weights` (canonical flat dict, checked strictly) the random init is skipped. The model
+    starts in eval mode; call `model.train()` before a training step. Extra keyword arguments
+    (drop_rate, drop_path_rate, ...) go to the family builder.
     """
     variant = info(name)
     if num_classes is None:
         num_classes = variant.default_num_classes
     key = (rngs if rngs is not None else nnx.Rngs(0)).params()
-    model = _init_compiled(
-        lambda r: variant.builder(num_classes=num_classes, dtype=dtype, rngs=r, **kwargs), key
-    )
+
+    def build(r: nnx.Rngs) -> nnx.Module:
+        return variant.builder(num_classes=num_classes, dtype=dtype, rngs=r, **kwargs)
+
+    model = _init_compiled(build, key, weights, context=name)
     model.variant = name  # read by weights.save and the checkpoint guard
     model.num_classes = num_classes
     model.eval()
@@ -102,16 +112,29 @@ def create(
 _INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
 
-def _init_compiled(build: Callable[[nnx.Rngs], nnx.Module], key: jax.Array) -> nnx.Module:
+def _init_compiled(
+    build: Callable[[nnx.Rngs], nnx.Module],
+    key: jax.Array,
+    weights: Mapping[str, np.ndarray] | None = None,
+    context: str = "",
+) -> nnx.Module:
+    """Runs `build` under one jit. Given `weights`, only the non-weight state (RNG streams) is
+    returned from the jitted init, so XLA drops the random initialisers as dead code."""
     graphdefs = []
 
     def init(k):
-        graphdef, state = nnx.split(build(nnx.Rngs(k)))
+        graphdef, weight_state, rest = nnx.split(build(nnx.Rngs(k)), WEIGHT_COLLECTIONS, ...)
         graphdefs.append(graphdef)
-        return state
+        return rest if weights is not None else (weight_state, rest)
 
     compiled = jax.jit(init).lower(key).compile(compiler_options=_INIT_COMPILER_OPTIONS)
-    return nnx.merge(graphdefs[0], compiled(key))
+    out = compiled(key)
+    if weights is None:
+        return nnx.merge(graphdefs[0], *out)
+    abstract_state = nnx.split(nnx.eval_shape(lambda: build(nnx.Rngs(0))), WEIGHT_COLLECTIONS, ...)[1]
+    model = nnx.merge(graphdefs[0], abstract_state, out)
+    weights_lib.load(model, weights, context=context)
+    return model
 
 
 def abstract(name: str, *, num_classes: int | None = None, **kwargs) -> nnx.Module:

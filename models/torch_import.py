@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from flax import nnx
 
-from models import layout, registry, weights
+from models import layout, registry
 
 # Wrapper keys seen in released checkpoints ({"model": sd}, {"state_dict": sd}, EMA copies).
 _WRAPPER_KEYS = ("state_dict", "model", "model_ema", "net", "module")
@@ -94,9 +94,7 @@ def from_torch(
     flat = torch_to_canonical(name, state_dict, naming=naming)
     if num_classes is None:
         num_classes = _classifier_width(name, flat)
-    model = registry.create(name, num_classes=num_classes, rngs=rngs, **create_kwargs)
-    weights.load(model, flat, context=f"{name} from PyTorch")
-    return model
+    return registry.create(name, num_classes=num_classes, rngs=rngs, weights=flat, **create_kwargs)
 
 
 def _classifier_width(name: str, flat: Mapping[str, np.ndarray]) -> int:

@@ -16,30 +16,11 @@ from flax import nnx
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
+# Re-exported: the check is framework-free so that ascend_port (no jax) shares it.
+from models.weights_check import WeightsMismatchError, check_compatible  # noqa: F401
+
 FORMAT = "hhl-canonical-v1"
 _COLLECTIONS = (nnx.Param, nnx.BatchStat)
-
-
-class WeightsMismatchError(ValueError):
-    """Raised when a weight dict does not fit a model; lists every offending key."""
-
-    def __init__(self, missing=(), unexpected=(), mismatched=(), context: str = ""):
-        self.missing, self.unexpected, self.mismatched = list(missing), list(unexpected), list(mismatched)
-        parts = []
-        if self.missing:
-            parts.append(f"missing keys ({len(self.missing)}): {_preview(self.missing)}")
-        if self.unexpected:
-            parts.append(f"unexpected keys ({len(self.unexpected)}): {_preview(self.unexpected)}")
-        if self.mismatched:
-            shown = [f"{k} (expected {e}, got {g})" for k, e, g in self.mismatched]
-            parts.append(f"shape mismatches ({len(shown)}): {_preview(shown)}")
-        prefix = f"{context}: " if context else ""
-        super().__init__(prefix + "weights do not fit the model; " + "; ".join(parts))
-
-
-def _preview(items: list[str], limit: int = 12) -> str:
-    shown = ", ".join(items[:limit])
-    return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
 
 
 def _dotted(path) -> str:
@@ -48,7 +29,7 @@ def _dotted(path) -> str:
 
 def _variables(model: nnx.Module) -> dict[str, nnx.Variable]:
     state = nnx.state(model, _COLLECTIONS)
-    return {_dotted(path): var for path, var in state.flat_state()}
+    return {_dotted(path): var for path, var in nnx.to_flat_state(state)}
 
 
 def flatten(model: nnx.Module) -> dict[str, np.ndarray]:
@@ -60,27 +41,12 @@ def shapes(model: nnx.Module) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.get_value().shape) for k, v in _variables(model).items()}
 
 
-def check_compatible(
-    expected: Mapping[str, tuple[int, ...]], flat: Mapping[str, np.ndarray], context: str = ""
-) -> None:
-    """Raises WeightsMismatchError unless `flat` has exactly the expected keys and shapes."""
-    missing = sorted(set(expected) - set(flat))
-    unexpected = sorted(set(flat) - set(expected))
-    mismatched = [
-        (k, tuple(expected[k]), tuple(np.shape(flat[k])))
-        for k in sorted(set(expected) & set(flat))
-        if tuple(expected[k]) != tuple(np.shape(flat[k]))
-    ]
-    if missing or unexpected or mismatched:
-        raise WeightsMismatchError(missing, unexpected, mismatched, context)
-
-
 def load(model: nnx.Module, flat: Mapping[str, np.ndarray], *, context: str = "") -> nnx.Module:
     """Writes `flat` into `model` in place (strict: same keys, same shapes). Returns the model."""
     variables = _variables(model)
     check_compatible({k: tuple(v.get_value().shape) for k, v in variables.items()}, flat, context)
     for key, var in variables.items():
-        var.set_value(jnp.asarray(flat[key], dtype=var.get_value().dtype))
+        var.set_value(jnp.asarray(flat[key], dtype=var.get_value().dtype))  # also fills abstract vars
     return model
 
 
