@@ -36,6 +36,8 @@ def get_config() -> ConfigDict:
     c.data.num_workers = -1  # tf.data private threadpool size; -1 = AUTOTUNE
     c.data.prefetch = 2  # batches prefetched to device
     c.data.num_train_examples = config_dict.placeholder(int)  # None = from the source
+    c.data.synthetic_num_classes = 1000  # source 'synthetic': labels are drawn from [0, this)
+    c.data.synthetic_eval_examples = 50_000  # source 'synthetic': size of its eval split
     # Augmentations of the transformer recipes; non-zero values need the recipes issue.
     c.data.auto_augment = ""  # '' | 'imagenet' (AutoAugment policy) | 'rand-m9-mstd0.5-inc1'
     c.data.mixup = 0.0  # mixup alpha
@@ -46,6 +48,7 @@ def get_config() -> ConfigDict:
     c.train.batch_size = 256  # global
     c.train.epochs = 150
     c.train.steps = config_dict.placeholder(int)  # overrides epochs when set
+    c.train.stop_after_steps = config_dict.placeholder(int)  # end this run early (time-limited jobs); rerun resumes
     c.train.label_smoothing = 0.0
     c.train.grad_clip_norm = config_dict.placeholder(float)  # global-norm clipping; None = off
     c.train.log_every_steps = 50
@@ -53,6 +56,7 @@ def get_config() -> ConfigDict:
     c.train.checkpoint_every_steps = 1000  # also checkpoints at the end
     c.train.keep_checkpoints = 3
     c.train.eval_batch_size = config_dict.placeholder(int)  # None = train.batch_size
+    c.train.tensorboard = True  # TensorBoard events in <workdir>/tensorboard (needs TensorFlow)
 
     c.optim = ConfigDict()
     c.optim.name = "sgd"  # sgd | rmsprop | adamw

@@ -1,0 +1,88 @@
+"""Train, evaluate or export a model from a config file.
+
+    python main.py --config configs/hardnet68.py --workdir runs/h68            # train + eval
+    python main.py --config configs/hardnet68.py --workdir runs/h68 --config.train.batch_size=512
+    python main.py --mode=eval --config configs/hardnet68.py --workdir runs/h68 \\
+        [--config.init_from=weights.safetensors]
+    python main.py --mode=export --config configs/hrnet_w48.py --workdir runs/w48
+
+A run on a workdir that holds checkpoints resumes from the latest committed one. Multi-host:
+pass --distributed on every host (jax.distributed.initialize; SLURM and TPU need no more flags).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).", lock_config=True)
+flags.DEFINE_string("workdir", None, "Checkpoints, metrics, TensorBoard events and exports.")
+flags.DEFINE_enum("mode", "train", ["train", "eval", "export"],
+                  "train: train and evaluate; eval: evaluate the latest checkpoint or "
+                  "--config.init_from; export: write <workdir>/export/<model>.safetensors.")
+flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() first (multi-host).")
+flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (with --distributed).")
+flags.DEFINE_integer("num_processes", None, "Number of processes (with --distributed).")
+flags.DEFINE_integer("process_id", None, "This process's index (with --distributed).")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    """absl parsing, but a bad flag or --config override is one line on stderr, no traceback."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        _fail(str(e))
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        # ml_collections raises these for unknown keys and locked-config type errors.
+        detail = str(e.args[0] if e.args else e).strip("'\"").replace("\\n", " ").replace("\n", " ").replace("\\'", "'")
+        overrides = [a for a in argv[1:] if a.startswith("--config.")]
+        _fail(f"bad config override ({' '.join(overrides)}): {detail}")
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        _fail(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not FLAGS["verbosity"].present:  # orbax and TF log every file they touch at INFO
+        logging.set_verbosity(logging.WARNING)
+    import jax
+
+    if FLAGS.distributed:
+        kwargs = {k: getattr(FLAGS, k) for k in ("coordinator_address", "num_processes",
+                                                 "process_id") if getattr(FLAGS, k) is not None}
+        jax.distributed.initialize(**kwargs)
+    # Persistent compilation cache next to the workdir: reruns skip the XLA compile.
+    cache = os.path.join(os.path.dirname(os.path.abspath(FLAGS.workdir)), ".jax_cache")
+    jax.config.update("jax_compilation_cache_dir", cache)
+    logging.info("process %d/%d, %d devices (%s)", jax.process_index(), jax.process_count(),
+                 jax.device_count(), jax.devices()[0].platform)
+
+    from train_lib import loop
+    from train_lib.errors import UserError
+
+    config = FLAGS.config
+    try:
+        if FLAGS.mode == "train":
+            result = loop.train_and_evaluate(config, FLAGS.workdir)
+        elif FLAGS.mode == "eval":
+            result = loop.evaluate(config, FLAGS.workdir)
+        else:
+            result = {"exported": loop.export(config, FLAGS.workdir)}
+    except (UserError, FileNotFoundError) as e:
+        _fail(str(e))
+    if jax.process_index() == 0:
+        print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                       for k, v in result.items()))
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=_parse_flags)

@@ -1,0 +1,161 @@
+"""The training spine: schedules, optimizers, multi-device equivalence, resume, and CLI errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import models
+from configs import base
+from train_lib import optim
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# --------------------------------------------------------------------------- schedules / optim
+def _config(**schedule):
+    c = base.get_config()
+    c.train.batch_size = 512
+    c.schedule.reference_batch_size = 256
+    c.schedule.update(schedule)
+    return c
+
+
+def test_cosine_with_warmup_scales_lr_linearly_with_batch():
+    c = _config(name="cosine", lr_init=0.01, lr_max=0.1, lr_end=0.001, warmup_epochs=2)
+    s = optim.create_schedule(c, steps_per_epoch=10, total_steps=100)
+    np.testing.assert_allclose([s(0), s(20), s(100)], [0.02, 0.2, 0.002], rtol=1e-5)
+    assert float(s(10)) == pytest.approx(0.11, rel=1e-5)  # halfway through warmup
+
+
+def test_linear_schedule_matches_the_hrnet_zoo_recipe():
+    c = _config(name="linear", lr_init=1e-4, lr_max=0.01, lr_end=1e-5, warmup_epochs=2)
+    c.train.batch_size = 128
+    c.schedule.reference_batch_size = 128
+    s = optim.create_schedule(c, steps_per_epoch=10, total_steps=120)
+    np.testing.assert_allclose([s(0), s(20), s(70), s(120)], [1e-4, 0.01, 0.005005, 1e-5], rtol=1e-4)
+
+
+def test_step_schedule_decays_at_epoch_boundaries():
+    c = _config(name="step", lr_max=0.05, boundaries_epochs=(3, 6), decay_factor=0.1)
+    c.train.batch_size = 256
+    s = optim.create_schedule(c, steps_per_epoch=10, total_steps=100)
+    np.testing.assert_allclose([s(29), s(30), s(59), s(60)], [0.05, 0.005, 0.005, 0.0005], rtol=1e-5)
+
+
+def test_weight_decay_mask_skips_norms_and_biases():
+    params = {"conv.kernel": jnp.ones((3, 3, 4, 4)), "norm.scale": jnp.ones(4), "fc.bias": jnp.ones(4)}
+    assert optim.decay_mask(params) == {"conv.kernel": True, "norm.scale": False, "fc.bias": False}
+
+
+def test_rmsprop_uses_the_tf_mindspore_epsilon_placement():
+    """ms starts at 1 and eps sits inside the sqrt: update = lr * g / sqrt(ms + eps)."""
+    c = base.get_config()
+    c.optim.update(name="rmsprop", weight_decay=0.0, momentum=0.0, eps=1e-3, rmsprop_decay=0.9)
+    tx = optim.create_optimizer(c, optax.constant_schedule(0.1))
+    params, grads = {"w": jnp.array([1.0])}, {"w": jnp.array([2.0])}
+    updates, _ = tx.update(grads, tx.init(params), params)
+    ms = 0.9 * 1.0 + 0.1 * 4.0
+    np.testing.assert_allclose(updates["w"], [-0.1 * 2.0 / np.sqrt(ms + 1e-3)], rtol=1e-6)
+
+
+# --------------------------------------------------------------------------- subprocess training
+def _train(workdir, *overrides, devices: int = 1, timeout: int = 600) -> dict:
+    env = {**os.environ, "JAX_NUM_CPU_DEVICES": str(devices), "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tests", "train_subprocess.py"), str(workdir), *overrides],
+        capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["devices"] == devices
+    return out
+
+
+SHORT = ("train.steps=3", "train.batch_size=16", "train.eval_batch_size=40",
+         "train.checkpoint_every_steps=100", "train.tensorboard=False", "model.drop_rate=0.0")
+
+
+def _weights(out) -> dict[str, np.ndarray]:
+    return models.weights.read(out["export"])[0]
+
+
+def _assert_close(a: dict, b: dict, atol: float) -> None:
+    assert a.keys() == b.keys()
+    worst = max(float(np.max(np.abs(a[k] - b[k]))) for k in a)
+    assert worst <= atol, worst
+
+
+@pytest.mark.xdist_group("subprocess_training")
+def test_eight_devices_match_one_device(tmp_path):
+    """Same global batch, synced BatchNorm: 8 fake CPU devices give 1 device's params; eval over
+    359 images (not a multiple of 40 x 8 devices) counts each image once."""
+    one = _train(tmp_path / "one", *SHORT, devices=1)
+    eight = _train(tmp_path / "eight", *SHORT, devices=8)
+    assert eight["result"]["examples"] == one["result"]["examples"] == 359
+    _assert_close(_weights(one), _weights(eight), atol=1e-5)
+    assert abs(one["result"]["loss"] - eight["result"]["loss"]) <= 1e-5
+
+
+@pytest.mark.xdist_group("subprocess_training")
+def test_pmap_mode_equals_jit_on_one_device_and_runs_on_eight(tmp_path):
+    jit = _train(tmp_path / "jit", *SHORT, devices=1)
+    pmap = _train(tmp_path / "pmap", *SHORT, "parallel.mode=pmap", devices=1)
+    _assert_close(_weights(jit), _weights(pmap), atol=1e-6)
+    pmap8 = _train(tmp_path / "pmap8", *SHORT, "parallel.mode=pmap", devices=8)
+    assert pmap8["result"]["examples"] == 359 and np.isfinite(pmap8["result"]["loss"])
+    assert all(np.isfinite(v).all() for v in _weights(pmap8).values())
+
+
+@pytest.mark.xdist_group("subprocess_training")
+def test_resumed_run_ends_where_an_uninterrupted_run_ends(tmp_path):
+    steps = ("train.steps=6", "train.batch_size=16", "train.eval_batch_size=40",
+             "train.checkpoint_every_steps=3", "train.tensorboard=False")
+    full = _train(tmp_path / "full", *steps)
+    _train(tmp_path / "split", *steps, "train.stop_after_steps=3")  # stops after the step-3 checkpoint
+    resumed = _train(tmp_path / "split", *steps)
+    assert sorted(os.listdir(tmp_path / "split" / "checkpoints")) == ["3", "6"]
+    _assert_close(_weights(full), _weights(resumed), atol=0.0)
+    assert full["result"] == resumed["result"]
+
+
+# --------------------------------------------------------------------------- CLI errors
+def _main(*args, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    return subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), *args],
+                          capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT)
+
+
+def _assert_one_line_error(proc, *needles):
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    message = next(line for line in lines if "rror" in line)
+    for needle in needles:
+        assert needle in message, message
+
+
+@pytest.mark.parametrize("args, needles", [
+    (("--config.train.batch_sise=8",), ("batch_sise",)),
+    (("--config.train.batch_size=eight",), ("batch_size",)),
+    (("--config.optim.name=lamb",), ("optim.name", "sgd")),
+    (("--config.data.source=folder:/nonexistent/imagenet",), ("/nonexistent/imagenet",)),
+])
+def test_bad_input_is_one_clear_line(tmp_path, args, needles):
+    proc = _main("--config", "configs/demo.py", "--workdir", str(tmp_path / "w"), *args)
+    _assert_one_line_error(proc, *needles)
+
+
+@pytest.mark.xdist_group("subprocess_training")
+def test_workdir_of_another_model_is_refused(tmp_path):
+    _train(tmp_path / "w", "train.steps=1", "train.batch_size=16", "train.eval_batch_size=40",
+           "train.tensorboard=False")
+    proc = _main("--config", "configs/demo.py", "--workdir", str(tmp_path / "w"),
+                 "--config.model.name=hardnet68ds")
+    _assert_one_line_error(proc, "hardnet39ds", "another --workdir")

@@ -1,0 +1,43 @@
+"""Runs a short training in a fresh process (device count is fixed at jax import), then exports.
+
+    JAX_NUM_CPU_DEVICES=8 python tests/train_subprocess.py WORKDIR key=value ...
+
+Prints one JSON line: the final eval result and the exported weights path.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def main() -> None:
+    workdir, overrides = sys.argv[1], sys.argv[2:]
+    from configs import demo
+    from train_lib import loop
+
+    config = demo.get_config()
+    for item in overrides:
+        key, value = item.split("=", 1)
+        node = config
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node[p]
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            pass
+        node[leaf] = value
+    result = loop.train_and_evaluate(config, workdir)
+    path = loop.export(config, workdir)
+    import jax
+
+    print(json.dumps({"result": result, "export": path, "devices": jax.device_count()}))
+
+
+if __name__ == "__main__":
+    main()
