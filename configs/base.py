@@ -31,8 +31,9 @@ def get_config() -> ConfigDict:
     c.data.crop_pct = config_dict.placeholder(float)  # eval resize = size / crop_pct; None = model's
     c.data.interpolation = config_dict.placeholder(str)  # bilinear | bicubic; None = model's
     c.data.crop_min = 0.08  # random-resized-crop minimum area fraction
+    c.data.random_flip = True  # random horizontal flip in training (off for digits and text)
     c.data.shuffle_buffer = 16_384  # examples per host
-    c.data.cache = False  # cache decoded-undecoded bytes in RAM (about 150 GB for ImageNet)
+    c.data.cache = False  # cache the undecoded bytes in RAM (about 150 GB for ImageNet)
     c.data.num_workers = -1  # tf.data private threadpool size; -1 = AUTOTUNE
     c.data.prefetch = 2  # batches prefetched to device
     c.data.num_train_examples = config_dict.placeholder(int)  # None = from the source

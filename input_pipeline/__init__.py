@@ -129,6 +129,7 @@ def train_batches(
             process_index=process_index,
             image_size=data.image_size,
             crop_min=data.crop_min,
+            random_flip=data.random_flip,
             interpolation=interpolation,
             num_workers=data.num_workers,
         ),

@@ -33,6 +33,7 @@ class TrainSettings:
     image_size: int
     crop_min: float
     interpolation: str
+    random_flip: bool
     num_workers: int
 
 
@@ -83,6 +84,7 @@ def _train_batches(records: tf.data.Dataset, cfg: TrainSettings) -> tf.data.Data
             size=cfg.image_size,
             crop_min=cfg.crop_min,
             interpolation=cfg.interpolation,
+            flip=cfg.random_flip,
         )
         return {"image": image, "label": r["label"], "name": r["name"]}
 

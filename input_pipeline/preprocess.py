@@ -86,7 +86,8 @@ def example_seed(seed: int, epoch: tf.Tensor, process_index: int, position: tf.T
 
 
 def train_image(
-    data: tf.Tensor, seed: tf.Tensor, *, size: int, crop_min: float, interpolation: str
+    data: tf.Tensor, seed: tf.Tensor, *, size: int, crop_min: float, interpolation: str,
+    flip: bool = True,
 ) -> tf.Tensor:
     """Random-resized crop (area in [crop_min, 1], ratio 3/4..4/3) + horizontal flip, uint8."""
     crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
@@ -109,7 +110,7 @@ def train_image(
         return tuple(tf.where(missed, f, s) for f, s in zip(fallback, sampled, strict=True))
 
     image = _resize(_decode_window(data, window), size, interpolation)
-    return tf.image.stateless_random_flip_left_right(image, flip_seed)
+    return tf.image.stateless_random_flip_left_right(image, flip_seed) if flip else image
 
 
 def eval_image(data: tf.Tensor, *, size: int, crop_pct: float, interpolation: str) -> tf.Tensor:
