@@ -7,11 +7,16 @@ ASCEND_PY := $(ASCEND_VENV)/bin/python
 # Tests that need MindSpore run it through this interpreter.
 export HHL_ASCEND_PYTHON := $(abspath $(ASCEND_PY))
 
-.PHONY: demo test lint venv venv-ascend clean
+.PHONY: demo test lint venv venv-test venv-ascend clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+# torch/timm/pytorchcv are test-only references (parity); the demo does not need them.
+$(VENV)/.installed-test: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
@@ -22,15 +27,16 @@ $(ASCEND_VENV)/.installed: requirements-ascend.txt
 	touch $@
 
 venv: $(VENV)/.installed
+venv-test: $(VENV)/.installed-test
 venv-ascend: $(ASCEND_VENV)/.installed
 
 demo: venv
 	$(PY) main.py --config configs/demo.py --workdir runs/demo
 
-lint: venv
+lint: venv-test
 	$(VENV)/bin/ruff check .
 
-test: venv venv-ascend lint
+test: venv-test venv-ascend lint
 	$(PY) -m pytest -n 2 --dist loadgroup -q tests
 
 clean:

@@ -119,3 +119,32 @@ def load_torch_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if not isinstance(obj, Mapping):
         raise ValueError(f"{path} does not hold a state dict (got {type(obj).__name__})")
     return unwrap(obj)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """python -m models.torch_import MODEL IN.pth|IN.safetensors OUT.safetensors"""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m models.torch_import",
+        description="Convert a PyTorch state dict (official code, timm, pytorchcv) to canonical "
+        "weights (.safetensors) that main.py --config.init_from reads.")
+    parser.add_argument("model", help="a name from models.names()")
+    parser.add_argument("input", help=".pth/.pt (read with weights_only=True) or .safetensors")
+    parser.add_argument("output", help="canonical .safetensors to write")
+    parser.add_argument("--naming", default=None, help="official | pytorchcv (default: detected)")
+    parser.add_argument("--num-classes", type=int, default=None)
+    args = parser.parse_args(argv)
+    try:
+        model = from_torch(args.model, load_torch_file(args.input), naming=args.naming,
+                           num_classes=args.num_classes)
+    except (KeyError, ValueError, FileNotFoundError) as e:
+        parser.exit(2, f"error: {e}\n")
+    from models import weights
+
+    weights.save(model, args.output, source=os.path.basename(args.input))
+    print(f"wrote {args.output} ({args.model}, {model.num_classes} classes)")
+
+
+if __name__ == "__main__":
+    main()

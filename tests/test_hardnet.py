@@ -112,6 +112,20 @@ def test_torch_file_loader_reads_pth_and_safetensors(tmp_path):
         )
 
 
+def test_convert_cli_writes_canonical_weights(tmp_path, capsys):
+    import torch
+
+    from models import torch_import
+
+    sd = pytorchcv_model("hardnet39ds", pretrained=False).state_dict()
+    torch.save(sd, tmp_path / "h39.pth")
+    torch_import.main(["hardnet39ds", str(tmp_path / "h39.pth"), str(tmp_path / "h39.safetensors")])
+    flat, meta = models.weights.read(tmp_path / "h39.safetensors")
+    assert meta["model"] == "hardnet39ds" and meta["source"] == "h39.pth"
+    np.testing.assert_array_equal(flat["base.14.3.bias"], sd["output.fc.bias"].numpy())
+    assert "wrote" in capsys.readouterr().out
+
+
 def test_mis_shaped_torch_weights_name_the_key():
     sd = pytorchcv_model("hardnet39ds", pretrained=False).state_dict()
     sd["features.init_block.conv1.conv.weight"] = sd["features.init_block.conv1.conv.weight"][:, :2]
