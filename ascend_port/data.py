@@ -1,0 +1,152 @@
+"""ImageFolder input for the MindSpore CLIs, with the JAX side's preprocessing (configs/base.py).
+
+Train: random-resized-crop (area data.crop_min..1, aspect 3/4..4/3) to data.image_size, horizontal
+flip, mean/std normalisation. Eval: resize the short side to floor(image_size / crop_pct), centre
+crop, normalisation (input_pipeline crops the same window first and resizes after, so pixels
+differ only by resampling). crop_pct, interpolation, mean and std default to the model's metadata.
+Labels are the sorted class folder names of train/ (val/ if there is no train/), as in TFDS.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+
+import mindspore as ms
+import mindspore.dataset as msds
+import mindspore.dataset.transforms as T
+import mindspore.dataset.vision as V
+from ml_collections import ConfigDict
+
+from ascend_port import registry
+
+_INTERPOLATION = {"bilinear": V.Inter.BILINEAR, "bicubic": V.Inter.BICUBIC}
+
+
+def _digits_root() -> str:
+    """The embedded digits tree, where input_pipeline.digits puts it ($HHL_DATA_DIR or the user
+    cache). That module imports without TF/jax, but writing the tree needs scikit-learn, which
+    this environment lacks, so the JAX side must have written it once."""
+    from input_pipeline import digits
+
+    root = digits.default_root()
+    if not os.path.exists(os.path.join(root, digits.MANIFEST)):
+        raise FileNotFoundError(
+            f"--data digits: no digits tree at {root}; write it from the JAX environment with "
+            "`.venv/bin/python -c 'from input_pipeline import digits; digits.ensure_tree()'` "
+            "(same $HHL_DATA_DIR), or pass the tree's path to --data"
+        )
+    return root
+
+
+def resolve_root(data: str) -> str:
+    """`--data` value -> ImageFolder root (holding train/<class>/ and val/<class>/).
+
+    Accepts a path, 'folder:<path>' (config.data.source syntax) and 'digits'.
+    """
+    if data == "digits":
+        root = _digits_root()
+    elif data.startswith("folder:"):
+        root = data[len("folder:") :]
+    else:
+        root = data
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"data root {root!r} is not a directory")
+    return root
+
+
+def split_dir(root: str, split: str) -> str:
+    path = os.path.join(root, "val" if split == "validation" else split)
+    if not os.path.isdir(path):
+        raise FileNotFoundError(
+            f"split folder {path!r} not found (expected <root>/{split}/<class>/)"
+        )
+    return path
+
+
+def class_indexing(root: str) -> dict[str, int]:
+    """{class folder: label}, sorted names of train/ (or val/), shared by train and eval."""
+    for split in ("train", "val"):
+        path = os.path.join(root, split)
+        if os.path.isdir(path):
+            classes = sorted(e.name for e in os.scandir(path) if e.is_dir())
+            return {c: i for i, c in enumerate(classes)}
+    raise FileNotFoundError(f"{root!r} has neither train/ nor val/")
+
+
+@dataclasses.dataclass(frozen=True)
+class Preprocess:
+    image_size: int
+    resize: int
+    crop_min: float
+    interpolation: V.Inter
+    mean: tuple[float, ...]  # 0..255 scale
+    std: tuple[float, ...]
+
+
+def preprocess(config: ConfigDict) -> Preprocess:
+    """Preprocessing parameters from the config, falling back on the model's metadata."""
+    info = registry.info(config.model.name)
+    size = config.data.image_size
+    crop_pct = config.data.crop_pct if config.data.crop_pct is not None else info.crop_pct
+    interpolation = config.data.interpolation or info.interpolation
+    if interpolation not in _INTERPOLATION:
+        raise ValueError(f"data.interpolation {interpolation!r}; known: {sorted(_INTERPOLATION)}")
+    return Preprocess(
+        image_size=size,
+        resize=int(math.floor(size / crop_pct)),
+        crop_min=config.data.crop_min,
+        interpolation=_INTERPOLATION[interpolation],
+        mean=tuple(255.0 * m for m in info.mean),
+        std=tuple(255.0 * s for s in info.std),
+    )
+
+
+def _ops(p: Preprocess, train: bool) -> list:
+    if train:
+        geometry = [
+            V.RandomResizedCrop(
+                p.image_size,
+                scale=(p.crop_min, 1.0),
+                ratio=(3 / 4, 4 / 3),
+                interpolation=p.interpolation,
+            ),
+            V.RandomHorizontalFlip(),
+        ]
+    else:
+        geometry = [V.Resize(p.resize, interpolation=p.interpolation), V.CenterCrop(p.image_size)]
+    return [V.Decode(), *geometry, V.Normalize(mean=p.mean, std=p.std), V.HWC2CHW()]
+
+
+def train_dataset(
+    config: ConfigDict, root: str, *, batch_size: int, rank: int = 0, group_size: int = 1
+) -> msds.Dataset:
+    """Shuffled, augmented, batched (drop_remainder) per-device shard of the train split."""
+    workers = max(1, config.data.num_workers) if config.data.num_workers > 0 else None
+    ds = msds.ImageFolderDataset(
+        split_dir(root, config.data.train_split),
+        shuffle=True,
+        class_indexing=class_indexing(root),
+        num_shards=group_size if group_size > 1 else None,
+        shard_id=rank if group_size > 1 else None,
+        num_parallel_workers=workers,
+    )
+    ds = ds.map(
+        operations=_ops(preprocess(config), train=True),
+        input_columns="image",
+        num_parallel_workers=workers,
+    )
+    ds = ds.map(operations=T.TypeCast(ms.int32), input_columns="label")
+    return ds.batch(batch_size, drop_remainder=True)
+
+
+def eval_dataset(config: ConfigDict, root: str, *, batch_size: int) -> tuple[msds.Dataset, int]:
+    """(batched eval split in file order, keeping the last partial batch; number of images)."""
+    ds = msds.ImageFolderDataset(
+        split_dir(root, config.data.eval_split), shuffle=False, class_indexing=class_indexing(root)
+    )
+    count = ds.get_dataset_size()
+    ds = ds.map(operations=_ops(preprocess(config), train=False), input_columns="image")
+    ds = ds.map(operations=T.TypeCast(ms.int32), input_columns="label")
+    return ds.batch(batch_size, drop_remainder=False), count

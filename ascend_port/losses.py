@@ -1,0 +1,22 @@
+"""Label-smoothed softmax cross-entropy with optax.smooth_labels semantics, in float32.
+
+Targets are (1 - a) * one_hot + a / K (the MindSpore zoo uses a / (K - 1) off-values instead).
+"""
+
+from __future__ import annotations
+
+import mindspore as ms
+from mindspore import nn, ops
+
+
+class SmoothedCrossEntropy(nn.Cell):
+    def __init__(self, num_classes: int, label_smoothing: float = 0.0):
+        super().__init__()
+        self.num_classes = num_classes
+        self.on_value = 1.0 - label_smoothing + label_smoothing / num_classes
+        self.off_value = label_smoothing / num_classes
+
+    def construct(self, logits, labels):
+        logp = ops.log_softmax(logits.astype(ms.float32), -1)
+        target = ops.one_hot(labels, self.num_classes, self.on_value, self.off_value)
+        return -(target * logp).sum(-1).mean()

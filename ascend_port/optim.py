@@ -1,0 +1,170 @@
+"""Optimizers from the config's optim fields, with the JAX side's semantics.
+
+sgd: coupled L2 decay, then momentum: nn.Momentum without Nesterov, our NesterovMomentum with it
+(MindSpore 2.10's ApplyMomentum ignores use_nesterov on CPU; measured, the update equals plain
+momentum). rmsprop: nn.RMSProp, eps inside the sqrt as in TF; MindSpore starts the mean square at
+1 like TF1. adamw: our AdamW below (bias-corrected, decoupled decay lr * wd * w, as optax.adamw),
+because nn.AdamWeightDecay has no bias correction. decay_norm_and_bias=False exempts norm
+gamma/beta and all biases from decay. Parameters are always grouped: MindSpore's ungrouped
+default silently exempts every name containing gamma/beta. All three are checked against optax
+in tests/test_ascend_port.py.
+"""
+
+from __future__ import annotations
+
+import mindspore as ms
+import numpy as np
+from mindspore import Parameter, Tensor, nn, ops
+from ml_collections import ConfigDict
+
+_NO_DECAY_LEAVES = ("gamma", "beta", "bias")
+
+
+def decays(params: list[Parameter], decay_norm_and_bias: bool) -> list[bool]:
+    """Whether each parameter gets weight decay."""
+    if decay_norm_and_bias:
+        return [True] * len(params)
+    return [p.name.rpartition(".")[2] not in _NO_DECAY_LEAVES and len(p.shape) > 1 for p in params]
+
+
+def param_groups(params: list[Parameter], weight_decay: float, decay_norm_and_bias: bool) -> list:
+    flags = decays(params, decay_norm_and_bias)
+    decayed = [p for p, f in zip(params, flags, strict=True) if f]
+    other = [p for p, f in zip(params, flags, strict=True) if not f]
+    groups = [{"params": decayed, "weight_decay": weight_decay}] if decayed else []
+    groups += [{"params": other, "weight_decay": 0.0}] if other else []
+    return groups + [{"order_params": params}]
+
+
+_adamw_update = ops.MultitypeFuncGraph("adamw_update")
+
+
+@_adamw_update.register(*["Tensor"] * 11)
+def _update(beta1, beta2, eps, lr, bc1, bc2, decay, param, m, v, grad):
+    grad = grad.astype(ms.float32)
+    next_m = beta1 * m + (1.0 - beta1) * grad
+    next_v = beta2 * v + (1.0 - beta2) * grad * grad
+    update = (next_m / bc1) / (ops.sqrt(next_v / bc2) + eps) + decay * param
+    next_param = param - lr * update
+    next_param = ops.depend(next_param, ops.assign(param, next_param))
+    next_param = ops.depend(next_param, ops.assign(m, next_m))
+    return ops.depend(next_param, ops.assign(v, next_v))
+
+
+_nesterov_update = ops.MultitypeFuncGraph("nesterov_update")
+
+
+@_nesterov_update.register("Tensor", "Tensor", "Tensor", "Tensor", "Tensor")
+def _nesterov(momentum, lr, param, accum, grad):
+    next_accum = momentum * accum + grad.astype(ms.float32)
+    next_param = param - lr * (grad + momentum * next_accum)
+    next_param = ops.depend(next_param, ops.assign(param, next_param))
+    return ops.depend(next_param, ops.assign(accum, next_accum))
+
+
+class NesterovMomentum(nn.Optimizer):
+    """SGD with Nesterov momentum as PyTorch/optax: a = m * a + g; w -= lr * (g + m * a).
+
+    Weight decay (per group, coupled) and loss-scale handling are nn.Momentum's.
+    """
+
+    def __init__(self, params, learning_rate, momentum, *, weight_decay=0.0, loss_scale=1.0):
+        super().__init__(learning_rate, params, weight_decay, loss_scale)
+        self.momentum = Tensor(momentum, ms.float32)
+        self.moments = self._parameters.clone(prefix="moments", init="zeros")
+
+    def construct(self, gradients):
+        gradients = self.decay_weight(gradients)
+        gradients = self.scale_grad(gradients)
+        lr = self.get_lr()
+        self.assignadd(self.global_step, self.global_step_increase_tensor)
+        update = ops.partial(_nesterov_update, self.momentum, lr)
+        return self.hyper_map(update, self._parameters, self.moments, gradients)
+
+
+class AdamW(nn.Optimizer):
+    """optax.adamw semantics: bias-corrected moments, decoupled decay scaled by the lr.
+
+    `decay_flags` (one per parameter) say who is decayed by `weight_decay`. Gradients are divided
+    by `loss_scale` first (FixedLossScaleManager with drop_overflow_update=False).
+    """
+
+    def __init__(
+        self,
+        params,
+        learning_rate,
+        *,
+        decay_flags,
+        weight_decay=0.0,
+        beta1=0.9,
+        beta2=0.999,
+        eps=1e-8,
+        loss_scale=1.0,
+    ):
+        super().__init__(learning_rate, params, 0.0, loss_scale)
+        self.beta1 = Tensor(beta1, ms.float32)
+        self.beta2 = Tensor(beta2, ms.float32)
+        self.eps = Tensor(eps, ms.float32)
+        self.decay = tuple(Tensor(weight_decay if f else 0.0, ms.float32) for f in decay_flags)
+        self.moments1 = self._parameters.clone(prefix="adam_m", init="zeros")
+        self.moments2 = self._parameters.clone(prefix="adam_v", init="zeros")
+        self.beta1_power = Parameter(Tensor(1.0, ms.float32), name="beta1_power")
+        self.beta2_power = Parameter(Tensor(1.0, ms.float32), name="beta2_power")
+
+    def construct(self, gradients):
+        gradients = self.scale_grad(gradients)
+        lr = self.get_lr()
+        self.assignadd(self.global_step, self.global_step_increase_tensor)
+        beta1_power = self.beta1_power * self.beta1
+        beta2_power = self.beta2_power * self.beta2
+        ops.assign(self.beta1_power, beta1_power)
+        ops.assign(self.beta2_power, beta2_power)
+        update = ops.partial(
+            _adamw_update,
+            self.beta1,
+            self.beta2,
+            self.eps,
+            lr,
+            1.0 - beta1_power,
+            1.0 - beta2_power,
+        )
+        return self.hyper_map(
+            update, self.decay, self._parameters, self.moments1, self.moments2, gradients
+        )
+
+
+def build(config: ConfigDict, params: list[Parameter], lr: np.ndarray, loss_scale: float = 1.0):
+    """The optimizer named by config.optim, over `params`, with per-step learning rates `lr`."""
+    o = config.optim
+    lr = Tensor(lr, ms.float32)
+    if o.name == "adamw":
+        return AdamW(
+            params,
+            lr,
+            decay_flags=decays(params, o.decay_norm_and_bias),
+            weight_decay=o.weight_decay,
+            beta1=o.adam_b1,
+            beta2=o.adam_b2,
+            eps=o.adam_eps,
+            loss_scale=loss_scale,
+        )
+    groups = param_groups(params, o.weight_decay, o.decay_norm_and_bias)
+    if o.name == "sgd" and o.nesterov:
+        return NesterovMomentum(
+            groups, lr, o.momentum, weight_decay=o.weight_decay, loss_scale=loss_scale
+        )
+    if o.name == "sgd":
+        return nn.Momentum(
+            groups, lr, o.momentum, weight_decay=o.weight_decay, loss_scale=loss_scale
+        )
+    if o.name == "rmsprop":
+        return nn.RMSProp(
+            groups,
+            lr,
+            decay=o.rmsprop_decay,
+            momentum=o.momentum,
+            epsilon=o.eps,
+            loss_scale=loss_scale,
+            weight_decay=o.weight_decay,
+        )
+    raise ValueError(f"optim.name {o.name!r}; known: sgd, rmsprop, adamw")

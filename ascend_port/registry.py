@@ -1,0 +1,77 @@
+"""Which models have MindSpore cells, and their preprocessing metadata; imports no mindspore.
+
+Names equal models.names() for every family listed here, and the metadata equals models.info()
+(both checked by tests/test_ascend_port.py); it is repeated because models.registry imports jax.
+Add a family by adding one entry to FAMILIES and a module under ascend_port/cells/ that provides
+`variants()` and `build(name, num_classes=..., drop_rate=...)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Any
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclasses.dataclass(frozen=True)
+class CellInfo:
+    """Per-variant facts the MindSpore CLIs need (same fields as models.VariantInfo)."""
+
+    name: str
+    family: str
+    input_size: int = 224
+    crop_pct: float = 0.875
+    interpolation: str = "bilinear"
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    default_num_classes: int = 1000
+
+
+def _hardnet_variants() -> tuple[str, ...]:
+    from models.hardnet_arch import CONFIGS  # framework-free
+
+    return tuple(CONFIGS)
+
+
+# family -> (cell module, variant lister, per-variant metadata overrides)
+FAMILIES: dict[str, tuple[str, Any, dict[str, dict[str, Any]]]] = {
+    "hardnet": ("ascend_port.cells.hardnet", _hardnet_variants, {}),
+}
+
+
+def _table() -> dict[str, CellInfo]:
+    table = {}
+    for family, (_, lister, overrides) in FAMILIES.items():
+        for name in lister():
+            table[name] = CellInfo(name=name, family=family, **overrides.get(name, {}))
+    return table
+
+
+def names(family: str | None = None) -> list[str]:
+    """Variants that have a MindSpore cell, sorted."""
+    return sorted(n for n, i in _table().items() if family is None or i.family == family)
+
+
+def info(name: str) -> CellInfo:
+    table = _table()
+    if name not in table:
+        raise KeyError(
+            f"unknown model {name!r} for the MindSpore port; known: {', '.join(sorted(table))}"
+        )
+    return table[name]
+
+
+def create(name: str, *, num_classes: int | None = None, drop_rate: float | None = None):
+    """Builds the cell for `name` in eval mode (call `set_train(True)` before training), with
+    `variant` and `num_classes` attributes, like models.create."""
+    variant = info(name)
+    module = importlib.import_module(FAMILIES[variant.family][0])
+    num_classes = variant.default_num_classes if num_classes is None else num_classes
+    cell = module.build(name, num_classes=num_classes, drop_rate=drop_rate)
+    cell.variant = name
+    cell.num_classes = num_classes
+    cell.set_train(False)
+    return cell

@@ -1,0 +1,210 @@
+"""The MindSpore half of tests/test_ascend_port.py, run by HHL_ASCEND_PYTHON in one process.
+
+    python -m tests.ascend_side.check_port DIR
+
+DIR holds what the JAX side wrote: manifest.json, inputs.npz (NHWC batches), <name>.safetensors
+(random canonical weights) and <name>.logits.npz (Flax eval logits). Writes DIR/results.json and
+DIR/<name>.rt.safetensors (canonical -> .ckpt -> canonical) for the JAX side to compare. Each check
+records its own error so one failure does not hide the others.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+import time
+import traceback
+
+import mindspore as ms
+import numpy as np
+
+import ascend_port
+from ascend_port import canonical, convert, optim, zoo
+from ascend_port import export as ms_export
+from ascend_port import weights as msw
+from models.weights_check import WeightsMismatchError
+from tests.ascend_side import zoo_names
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _record(results: dict, key: str, fn) -> None:
+    start = time.perf_counter()
+    try:
+        results[key] = fn()
+    except Exception as e:  # recorded for the JAX-side assertion, which prints it
+        results[key] = {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+    results.setdefault("seconds", {})[key] = round(time.perf_counter() - start, 2)
+
+
+def parity(d: str, name: str, inputs, num_classes: int) -> dict:
+    cell = ascend_port.create(name, num_classes=num_classes)
+    ascend_port.load_weights(cell, os.path.join(d, f"{name}.safetensors"))
+    flax_logits = np.load(os.path.join(d, f"{name}.logits.npz"))
+    out = {}
+    for key in inputs.files:
+        x = ms.Tensor(np.ascontiguousarray(inputs[key].transpose(0, 3, 1, 2)))
+        logits = cell(x).asnumpy()
+        ref = flax_logits[key]
+        out[key] = {
+            "max_abs_diff": float(np.abs(logits - ref).max()),
+            "max_abs_logit": float(np.abs(ref).max()),
+            "argmax_equal": bool((logits.argmax(1) == ref.argmax(1)).all()),
+        }
+    return out
+
+
+def round_trip(d: str, name: str) -> dict:
+    src = os.path.join(d, f"{name}.safetensors")
+    ckpt, back = os.path.join(d, f"{name}.ckpt"), os.path.join(d, f"{name}.rt.safetensors")
+    convert.main([src, ckpt])  # strict; reloads the .ckpt with load_param_into_net(strict_load)
+    convert.main([ckpt, back])
+    a, _ = canonical.read(src)
+    b, meta = canonical.read(back)
+    return {
+        "same_keys": sorted(a) == sorted(b),
+        "bit_exact": all(a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]) for k in a),
+        "ckpt_entries": len(ms.load_checkpoint(ckpt)),
+        "metadata": meta,
+    }
+
+
+def mismatch(d: str, name: str, num_classes: int) -> dict:
+    """Errors for a missing, an unexpected and a mis-shaped key, canonical and .ckpt."""
+    flat, _ = canonical.read(os.path.join(d, f"{name}.safetensors"))
+    kernel = sorted(k for k in flat if k.endswith(".kernel"))[0]
+    bias = sorted(k for k in flat if k.endswith(".bias"))[-1]
+    del flat[kernel]
+    flat[bias] = flat[bias][:-1]
+    flat["base.99.extra.kernel"] = np.zeros((1, 1, 1, 1), np.float32)
+    bad = os.path.join(d, "bad.safetensors")
+    canonical.write(flat, bad, model=name, num_classes=num_classes)
+    out = {"removed": kernel, "reshaped": bias, "added": "base.99.extra.kernel"}
+    cell = ascend_port.create(name, num_classes=num_classes)
+    try:
+        ascend_port.load_weights(cell, bad)
+        out["canonical_error"] = None
+    except WeightsMismatchError as e:
+        out["canonical_error"] = str(e)
+    ms_flat = msw.cell_flat(cell)
+    ms_key = next(iter(ms_flat))
+    del ms_flat[ms_key]
+    bad_ckpt = os.path.join(d, "bad.ckpt")
+    msw.write_ckpt(ms_flat, bad_ckpt)
+    out["ckpt_removed"] = ms_key
+    try:
+        ascend_port.load_weights(cell, bad_ckpt)
+        out["ckpt_error"] = None
+    except WeightsMismatchError as e:
+        out["ckpt_error"] = str(e)
+    return out
+
+
+def zoo_import(d: str, fmt_name: str) -> dict:
+    """A zoo-named training checkpoint (names rebuilt from the spec) converts strictly."""
+    fmt = zoo.get(fmt_name)
+    shapes = zoo_names.hardnet(fmt.model, num_classes=1000)
+    rng = np.random.default_rng(0)
+    values = {k: rng.standard_normal(s).astype(np.float32) for k, s in shapes.items()}
+    training = {k: np.zeros(s, np.float32) for k, s in zoo_names.training_entries(shapes).items()}
+    src, dst = (
+        os.path.join(d, f"zoo_{fmt_name}.ckpt"),
+        os.path.join(d, f"zoo_{fmt_name}.safetensors"),
+    )
+    msw.write_ckpt({**values, **training}, src)  # no hhl_* metadata, as the zoo writes it
+    convert.main([src, dst, "--from-zoo", fmt_name])
+    flat, meta = canonical.read(dst)
+    cell = ascend_port.create(fmt.model)
+    ascend_port.load_weights(cell, dst)
+    ours = msw.cell_flat(cell)
+    names = zoo.rename(fmt_name, values)
+    return {
+        "zoo_entries": len(shapes),
+        "spec_entries": zoo_names.SPEC_ENTRY_COUNTS[fmt.model],
+        "training_entries": len(training),
+        "canonical_keys": len(flat),
+        "values_in_place": all(np.array_equal(values[z], ours[o]) for z, o in names.items()),
+        "metadata": meta,
+    }
+
+
+def _base_config():
+    spec = importlib.util.spec_from_file_location(
+        "base_config", os.path.join(REPO, "configs", "base.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+def optimizer_steps(d: str) -> dict:
+    """Applies each optimizer to the JAX side's fixed gradients; parameters after every step."""
+    case = np.load(os.path.join(d, "optim_case.npz"))
+    names = ["fc.weight", "norm.gamma"]  # decayed / exempt with decay_norm_and_bias=False
+    out = {}
+    for opt_name in ("sgd", "rmsprop", "adamw"):
+        config = _base_config()
+        config.optim.name, config.optim.weight_decay = opt_name, float(case["weight_decay"])
+        config.optim.decay_norm_and_bias = False
+        params = [ms.Parameter(ms.Tensor(case[f"w0/{n}"]), name=n) for n in names]
+        opt = optim.build(config, params, case["lrs"])
+        for step in range(len(case["lrs"])):
+            opt(tuple(ms.Tensor(case[f"g{step}/{n}"]) for n in names))
+            for n, p in zip(names, params, strict=True):
+                out[f"{opt_name}/{step}/{n}"] = p.asnumpy().copy()
+    np.savez(os.path.join(d, "optim_result.npz"), **out)
+    return {"steps": len(case["lrs"])}
+
+
+def onnx_export(d: str, name: str, num_classes: int, inputs) -> dict:
+    import onnxruntime as ort
+
+    config = _base_config()
+    config.model.name, config.model.num_classes = name, num_classes
+    x = inputs[inputs.files[0]]
+    config.data.image_size = x.shape[1]
+    path = ms_export.export(
+        config,
+        os.path.join(d, f"{name}.safetensors"),
+        "ONNX",
+        os.path.join(d, f"{name}.onnx"),
+        batch_size=x.shape[0],
+    )
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: np.ascontiguousarray(x.transpose(0, 3, 1, 2))}
+    logits = session.run(None, feed)[0]
+    ref = np.load(os.path.join(d, f"{name}.logits.npz"))[inputs.files[0]]
+    return {
+        "max_abs_diff": float(np.abs(logits - ref).max()),
+        "argmax_equal": bool((logits.argmax(1) == ref.argmax(1)).all()),
+    }
+
+
+def main(d: str) -> None:
+    ms.set_device("CPU")
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    manifest = json.load(open(os.path.join(d, "manifest.json")))
+    inputs = np.load(os.path.join(d, "inputs.npz"))
+    n = manifest["num_classes"]
+    results: dict = {"supported": ascend_port.names()}
+    for name in manifest["names"]:
+        _record(results, f"parity/{name}", lambda name=name: parity(d, name, inputs, n))
+        _record(results, f"roundtrip/{name}", lambda name=name: round_trip(d, name))
+    name = manifest["mismatch"]
+    _record(results, "mismatch", lambda: mismatch(d, name, n))
+    for fmt in manifest["zoo"]:
+        _record(results, f"zoo/{fmt}", lambda fmt=fmt: zoo_import(d, fmt))
+    name = manifest["onnx"]
+    _record(results, f"onnx/{name}", lambda: onnx_export(d, name, n, inputs))
+    _record(results, "optimizers", lambda: optimizer_steps(d))
+    results["forbidden_modules"] = sorted(
+        m for m in ("jax", "flax", "tensorflow") if m in sys.modules
+    )
+    with open(os.path.join(d, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
