@@ -78,11 +78,13 @@ def _train(workdir, *overrides, devices: int = 1, timeout: int = 600) -> dict:
     return out
 
 
-# SGD, not Adam: Adam's first update is +-lr for any gradient, so it turns float reduction-order
-# noise on near-zero gradients into lr-sized differences; SGD keeps them at float precision.
+# SGD at a small lr, not Adam: Adam's first update is +-lr for any gradient, and BatchNorm over 1x1
+# maps of 16 samples (32 px inputs) amplifies float reduction-order noise in the gradients to
+# ~1e-5 relative; a small linear step keeps parameter differences at float precision, while a
+# wrong BatchNorm synchronisation would change the very first forward pass.
 SHORT = ("train.steps=3", "train.batch_size=16", "train.eval_batch_size=40",
          "train.checkpoint_every_steps=100", "train.tensorboard=False", "model.drop_rate=0.0",
-         "optim.name='sgd'", "schedule.lr_max=0.1")
+         "optim.name='sgd'", "schedule.lr_max=0.001", "schedule.warmup_epochs=0.0")
 
 
 def _weights(out) -> dict[str, np.ndarray]:
@@ -162,3 +164,30 @@ def test_workdir_of_another_model_is_refused(tmp_path):
     proc = _main("--config", "configs/demo.py", "--workdir", str(tmp_path / "w"),
                  "--config.model.name=hardnet68ds")
     _assert_one_line_error(proc, "hardnet39ds", "another --workdir")
+
+
+@pytest.mark.xdist_group("subprocess_training")
+def test_two_processes_train_and_evaluate_together(tmp_path):
+    """Multi-host through jax.distributed on localhost (gloo CPU collectives): 2 processes x 2
+    devices each feed their own slice; both finish and agree; eval counts every image once."""
+    port = 20000 + os.getpid() % 20000
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": "2",
+           "JAX_CPU_COLLECTIVES_IMPLEMENTATION": "gloo"}
+    args = ["--config", "configs/demo.py", "--workdir", str(tmp_path / "w"), "--distributed",
+            f"--coordinator_address=localhost:{port}", "--num_processes=2",
+            "--config.train.steps=2", "--config.train.batch_size=16",
+            "--config.train.eval_batch_size=40", "--config.train.tensorboard=False"]
+    procs = [subprocess.Popen([sys.executable, os.path.join(ROOT, "main.py"), *args,
+                               f"--process_id={i}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=env, cwd=ROOT) for i in range(2)]
+    outs = []
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=600)
+            assert p.returncode == 0, err[-3000:]
+            outs.append(out)
+    finally:
+        for p in procs:
+            p.kill()
+    assert "examples=359" in outs[0]  # process 0 prints the result
+    assert os.listdir(tmp_path / "w" / "checkpoints") == ["2"]

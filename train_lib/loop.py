@@ -114,7 +114,7 @@ def run_eval(config: ConfigDict, eval_step, params, batch_stats, sharding,
         total = steps.accumulate(total, eval_step(params, batch_stats, batch))
     if total is None:
         raise UserError(f"the eval split of {config.data.source} is empty")
-    total = {k: float(v) for k, v in jax.device_get(total).items()}
+    total = {k: float(v) for k, v in mesh_lib.fetch_replicated(total).items()}
     count = int(round(total.pop("count")))
     if count != num_examples:
         raise RuntimeError(f"evaluated {count} images, the split has {num_examples}")
@@ -177,7 +177,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
             sums = steps.accumulate(sums, metrics)
             window_steps += 1
             if step % config.train.log_every_steps == 0 or step == last_step:
-                sums = jax.device_get(sums)  # the only host sync of the loop
+                sums = mesh_lib.fetch_replicated(sums)  # the only host sync of the loop
                 elapsed = time.perf_counter() - window_start
                 row = {"loss": sums["loss"] / sums["count"], "top1": sums["top1"] / sums["count"],
                        "lr": float(schedule(step - 1)),
