@@ -20,7 +20,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # Family modules register their variants on import. Add a family here and nowhere else.
-FAMILIES = ("hardnet", "hrnet")
+FAMILIES = ("hardnet", "hrnet", "hlg", "hlg_zoo")
 
 
 @dataclasses.dataclass(frozen=True)
