@@ -3,7 +3,7 @@ scikit-learn wheel, written once as 32x32 RGB JPEGs; 10 classes, fixed 80/20 spl
 
     make demo        # = python main.py --config configs/demo.py --workdir runs/demo
 
-Ends in a few minutes on 2 CPU cores at >= 95% validation top-1.
+Ten epochs (220 steps) of SGD; ends at about 97% validation top-1 (97.5% measured).
 """
 
 from configs import base
@@ -20,16 +20,21 @@ def get_config():
     c.data.random_flip = False  # a mirrored 2 is not a 2
     c.data.shuffle_buffer = 2048
     c.train.batch_size = 64
-    c.train.epochs = 15
+    c.train.epochs = 10
     c.train.log_every_steps = 10
     c.train.eval_every_epochs = 5
     c.train.checkpoint_every_steps = 100
-    c.optim.name = "adamw"
+    # SGD, not AdamW: AdamW moves every weight by ~lr per step whatever its gradient, so in a run
+    # this short the BatchNorm running statistics trail the weights and eval accuracy collapses
+    # (measured: 60 steps, AdamW 1e-3 -> 10% val top-1, SGD -> 94%).
+    c.optim.name = "sgd"
+    c.optim.momentum = 0.9
+    c.optim.nesterov = True
     c.optim.weight_decay = 1e-4
     c.optim.decay_norm_and_bias = False
     c.schedule.name = "cosine"
-    c.schedule.lr_max = 3e-3
-    c.schedule.lr_init = 3e-4
+    c.schedule.lr_max = 0.05
+    c.schedule.lr_init = 0.005
     c.schedule.warmup_epochs = 1.0
     c.schedule.reference_batch_size = 64
     return c

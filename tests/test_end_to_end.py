@@ -28,7 +28,7 @@ def test_demo_learns_digits_and_evaluates_its_export(tmp_path):
     config = _short(demo.get_config(), steps=60, eval_every_epochs=100, log_every_steps=20)
     result = loop.train_and_evaluate(config, str(tmp_path / "run"))
     assert result["examples"] == 359
-    assert result["top1"] >= 0.6, result
+    assert result["top1"] >= 0.8, result  # measured 0.94 after these 60 steps
     rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
     train_rows = [r for r in rows if r["split"] == "train"]
     assert train_rows[-1]["loss"] < train_rows[0]["loss"]
