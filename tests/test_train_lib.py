@@ -104,8 +104,16 @@ def test_eight_devices_match_one_device(tmp_path):
     one = _train(tmp_path / "one", *SHORT, devices=1)
     eight = _train(tmp_path / "eight", *SHORT, devices=8)
     assert eight["result"]["examples"] == one["result"]["examples"] == 359
-    _assert_close(_weights(one), _weights(eight), atol=1e-5)
-    assert abs(one["result"]["loss"] - eight["result"]["loss"]) <= 1e-5
+    a, b = _weights(one), _weights(eight)
+    stats = {k for k in a if k.endswith((".mean", ".var"))}
+    # Measured before two-pass BN variance: params 1.5e-4, running variances 0.3% apart after 3
+    # steps (BatchNorm over 1x1 maps of 16 samples amplifies reduction-order noise). Per-device
+    # BatchNorm instead of synced would differ in the first forward by orders of magnitude more.
+    _assert_close({k: a[k] for k in a if k not in stats}, {k: b[k] for k in b if k not in stats},
+                  atol=1e-3)
+    for k in stats:
+        np.testing.assert_allclose(b[k], a[k], rtol=1e-2, atol=1e-4, err_msg=k)
+    assert abs(one["result"]["loss"] - eight["result"]["loss"]) <= 1e-3
 
 
 @pytest.mark.xdist_group("subprocess_training")
