@@ -24,9 +24,8 @@ from ascend_port import weights as msw
 log = logging.getLogger("ascend_port.convert")
 
 
-def _classifier_width(name: str, ms_flat: dict[str, np.ndarray]) -> int | None:
+def _classifier_width(cell, ms_flat: dict[str, np.ndarray]) -> int | None:
     """Output width of the cell's last dense weight as found in `ms_flat` (None if absent)."""
-    cell = registry.create(name)
     dense = [k for k, s in msw.cell_shapes(cell).items() if k.endswith(".weight") and len(s) == 2]
     if dense and dense[-1] in ms_flat:
         return int(ms_flat[dense[-1]].shape[0])
@@ -34,6 +33,9 @@ def _classifier_width(name: str, ms_flat: dict[str, np.ndarray]) -> int | None:
 
 
 def _resolve(model: str | None, num_classes: int | None, meta: dict, ms_flat: dict, path: str):
+    """(model, num_classes, a fresh cell for them or None). When the class count is read off the
+    classifier, the default-width cell built for that is returned for reuse: building a big cell
+    takes seconds (HRNet-W64: ~6 s of random init)."""
     model = model or meta.get("model") or meta.get(msw.META_MODEL)
     if not model:
         raise ValueError(
@@ -41,8 +43,13 @@ def _resolve(model: str | None, num_classes: int | None, meta: dict, ms_flat: di
         )
     registry.info(model)  # clear error for unknown names
     num_classes = num_classes or int(meta.get("num_classes") or meta.get(msw.META_NUM_CLASSES) or 0)
-    num_classes = num_classes or _classifier_width(model, ms_flat)
-    return model, num_classes
+    cell = None
+    if not num_classes:
+        cell = registry.create(model)
+        num_classes = _classifier_width(cell, ms_flat)
+        if num_classes != cell.num_classes:
+            cell = None
+    return model, num_classes, cell
 
 
 def verify_ckpt(path: str, cell, expected: dict[str, np.ndarray]) -> None:
@@ -65,8 +72,8 @@ def canonical_to_ckpt(
     """Canonical .safetensors -> MindSpore .ckpt; returns (model, num_classes)."""
     flat, meta = canonical.read(src)
     ms_flat = bridge.canonical_to_ms(flat)
-    model, num_classes = _resolve(model, num_classes, meta, ms_flat, src)
-    cell = registry.create(model, num_classes=num_classes)
+    model, num_classes, cell = _resolve(model, num_classes, meta, ms_flat, src)
+    cell = cell or registry.create(model, num_classes=num_classes)
     context = f"{src} -> {model}"
     bridge.check_compatible(bridge.ms_shapes_to_canonical(msw.cell_shapes(cell)), flat, context)
     msw.write_ckpt(ms_flat, dst, model=model, num_classes=num_classes)
@@ -94,8 +101,8 @@ def ckpt_to_canonical(
         model = fmt.model
         names = zoo.rename(from_zoo, arrays)
         arrays = {names[k]: v for k, v in arrays.items()}
-    model, num_classes = _resolve(model, num_classes, meta, arrays, src)
-    cell = registry.create(model, num_classes=num_classes)
+    model, num_classes, cell = _resolve(model, num_classes, meta, arrays, src)
+    cell = cell or registry.create(model, num_classes=num_classes)
     msw.assign(cell, arrays, context=f"{src} -> {model}")  # strict: names and shapes
     canonical.write(bridge.ms_to_canonical(arrays), dst, model=model, num_classes=num_classes)
     return model, num_classes

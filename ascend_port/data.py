@@ -1,27 +1,33 @@
 """ImageFolder input for the MindSpore CLIs, with the JAX side's preprocessing (configs/base.py).
 
 Train: random-resized-crop (area data.crop_min..1, aspect 3/4..4/3) to data.image_size, horizontal
-flip, mean/std normalisation. Eval: resize the short side to floor(image_size / crop_pct), centre
-crop, normalisation (input_pipeline crops the same window first and resizes after, so pixels
-differ only by resampling). crop_pct, interpolation, mean and std default to the model's metadata.
-Labels are the sorted class folder names of train/ (val/ if there is no train/), as in TFDS.
+flip if data.random_flip, mean/std normalisation. Eval: input_pipeline.preprocess.eval_image's geometry exactly - crop
+the centred square that "resize the short side to int(image_size / crop_pct), centre-crop
+image_size" keeps, then resize it to image_size with PIL's antialiased filter (the JAX side
+resizes with tf.image.resize(antialias=True): the same filters up to rounding) - then
+normalisation. What still differs is the JPEG decoder: TF decodes with the fast integer IDCT,
+MindSpore (like PIL) with the accurate one, a few grey levels apart at sharp edges (up to 14 on
+the digits). crop_pct, interpolation, mean and std default to the model's metadata. Labels are
+the sorted class folder names of train/ (val/ if there is no train/), as in TFDS.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 
 import mindspore as ms
 import mindspore.dataset as msds
 import mindspore.dataset.transforms as T
 import mindspore.dataset.vision as V
+import numpy as np
 from ml_collections import ConfigDict
+from PIL import Image
 
 from ascend_port import registry
 
 _INTERPOLATION = {"bilinear": V.Inter.BILINEAR, "bicubic": V.Inter.BICUBIC}
+_PIL_INTERPOLATION = {V.Inter.BILINEAR: Image.BILINEAR, V.Inter.BICUBIC: Image.BICUBIC}
 
 
 def _digits_root() -> str:
@@ -78,8 +84,9 @@ def class_indexing(root: str) -> dict[str, int]:
 @dataclasses.dataclass(frozen=True)
 class Preprocess:
     image_size: int
-    resize: int
+    crop_pct: float
     crop_min: float
+    flip: bool
     interpolation: V.Inter
     mean: tuple[float, ...]  # 0..255 scale
     std: tuple[float, ...]
@@ -93,30 +100,66 @@ def preprocess(config: ConfigDict) -> Preprocess:
     interpolation = config.data.interpolation or info.interpolation
     if interpolation not in _INTERPOLATION:
         raise ValueError(f"data.interpolation {interpolation!r}; known: {sorted(_INTERPOLATION)}")
+    if not 0.0 < crop_pct <= 1.0:
+        raise ValueError(f"data.crop_pct must be in (0, 1], got {crop_pct}")
     return Preprocess(
         image_size=size,
-        resize=int(math.floor(size / crop_pct)),
+        crop_pct=crop_pct,
         crop_min=config.data.crop_min,
+        flip=config.data.random_flip,
         interpolation=_INTERPOLATION[interpolation],
         mean=tuple(255.0 * m for m in info.mean),
         std=tuple(255.0 * s for s in info.std),
     )
 
 
+class CentreCropResize:
+    """Eval geometry of input_pipeline.preprocess.eval_image on a PIL image -> uint8 HWC.
+
+    The centred square of side round(short * size / int(size / crop_pct)) (float32, ties to
+    even, as tf.round), top-left ((h - crop + 1) // 2, (w - crop + 1) // 2), resized to
+    size x size. Cropping first and resizing once is what the JAX side does; resizing the whole
+    image first and cropping after picks a slightly different window and resamples twice.
+    """
+
+    def __init__(self, size: int, crop_pct: float, interpolation: V.Inter):
+        self.size, self.crop_pct = size, crop_pct
+        self.resample = _PIL_INTERPOLATION[interpolation]
+
+    def window(self, height: int, width: int) -> tuple[int, int, int]:
+        """(top, left, side) of the crop in an image of height x width."""
+        scale_size = int(self.size / self.crop_pct)
+        short = min(height, width)
+        crop = int(np.round(np.float32(short) * np.float32(self.size / scale_size)))
+        crop = min(max(crop, 1), short)
+        return (height - crop + 1) // 2, (width - crop + 1) // 2, crop
+
+    def __call__(self, image: Image.Image) -> np.ndarray:
+        top, left, crop = self.window(image.height, image.width)
+        image = image.convert("RGB").crop((left, top, left + crop, top + crop))
+        # PIL widens its filter when shrinking: the antialiased resize of the JAX side.
+        return np.asarray(image.resize((self.size, self.size), self.resample), dtype=np.uint8)
+
+
 def _ops(p: Preprocess, train: bool) -> list:
     if train:
         geometry = [
+            V.Decode(),
             V.RandomResizedCrop(
                 p.image_size,
                 scale=(p.crop_min, 1.0),
                 ratio=(3 / 4, 4 / 3),
                 interpolation=p.interpolation,
             ),
-            V.RandomHorizontalFlip(),
         ]
+        if p.flip:  # data.random_flip (off for digits: a mirrored 2 is not a 2)
+            geometry.append(V.RandomHorizontalFlip())
     else:
-        geometry = [V.Resize(p.resize, interpolation=p.interpolation), V.CenterCrop(p.image_size)]
-    return [V.Decode(), *geometry, V.Normalize(mean=p.mean, std=p.std), V.HWC2CHW()]
+        geometry = [
+            V.Decode(to_pil=True),
+            CentreCropResize(p.image_size, p.crop_pct, p.interpolation),
+        ]
+    return [*geometry, V.Normalize(mean=p.mean, std=p.std), V.HWC2CHW()]
 
 
 def train_dataset(

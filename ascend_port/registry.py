@@ -3,7 +3,8 @@
 Names equal models.names() for every family listed here, and the metadata equals models.info()
 (both checked by tests/test_ascend_port.py); it is repeated because models.registry imports jax.
 Add a family by adding one entry to FAMILIES and a module under ascend_port/cells/ that provides
-`variants()` and `build(name, num_classes=..., drop_rate=...)`.
+`variants()` and `build(name, num_classes=..., drop_rate=...[, drop_path_rate=...])`. Variant
+names and metadata come from the framework-free models/*_arch.py tables.
 """
 
 from __future__ import annotations
@@ -36,17 +37,52 @@ def _hardnet_variants() -> tuple[str, ...]:
     return tuple(CONFIGS)
 
 
-# family -> (cell module, variant lister, per-variant metadata overrides)
-FAMILIES: dict[str, tuple[str, Any, dict[str, dict[str, Any]]]] = {
-    "hardnet": ("ascend_port.cells.hardnet", _hardnet_variants, {}),
+def _hrnet_variants() -> tuple[str, ...]:
+    from models.hrnet_arch import CONFIGS  # framework-free
+
+    return tuple(CONFIGS)
+
+
+def _hlg_variants() -> tuple[str, ...]:
+    from models.hlg_arch import CONFIGS  # framework-free
+
+    return tuple(CONFIGS)
+
+
+def _hlg_zoo_variants() -> tuple[str, ...]:
+    from models.hlg_arch import ZOO_NAME
+
+    return (ZOO_NAME,)
+
+
+def _hlg_overrides() -> dict[str, dict[str, Any]]:
+    from models.hlg_arch import CONFIGS
+
+    return {name: {"interpolation": "bicubic"} for name in CONFIGS}  # the official recipe
+
+
+def _hlg_zoo_overrides() -> dict[str, dict[str, Any]]:
+    from models.hlg_arch import ZOO_NAME, ZOO_NUM_CLASSES
+
+    return {ZOO_NAME: {"default_num_classes": ZOO_NUM_CLASSES}}  # the zoo's class_num
+
+
+# family -> (cell module, variant lister, per-variant metadata overrides); the family names are
+# models.registry's.
+FAMILIES: dict[str, tuple[str, Any, Any]] = {
+    "hardnet": ("ascend_port.cells.hardnet", _hardnet_variants, dict),
+    "hrnet": ("ascend_port.cells.hrnet", _hrnet_variants, dict),
+    "hlg": ("ascend_port.cells.hlg", _hlg_variants, _hlg_overrides),
+    "hlg_zoo": ("ascend_port.cells.hlg_zoo", _hlg_zoo_variants, _hlg_zoo_overrides),
 }
 
 
 def _table() -> dict[str, CellInfo]:
     table = {}
     for family, (_, lister, overrides) in FAMILIES.items():
+        per_variant = overrides()
         for name in lister():
-            table[name] = CellInfo(name=name, family=family, **overrides.get(name, {}))
+            table[name] = CellInfo(name=name, family=family, **per_variant.get(name, {}))
     return table
 
 
@@ -64,13 +100,21 @@ def info(name: str) -> CellInfo:
     return table[name]
 
 
-def create(name: str, *, num_classes: int | None = None, drop_rate: float | None = None):
+def create(
+    name: str,
+    *,
+    num_classes: int | None = None,
+    drop_rate: float | None = None,
+    drop_path_rate: float | None = None,
+):
     """Builds the cell for `name` in eval mode (call `set_train(True)` before training), with
-    `variant` and `num_classes` attributes, like models.create."""
+    `variant` and `num_classes` attributes, like models.create. drop_path_rate goes only to
+    families with stochastic depth (HLG); None keeps the variant's default."""
     variant = info(name)
     module = importlib.import_module(FAMILIES[variant.family][0])
     num_classes = variant.default_num_classes if num_classes is None else num_classes
-    cell = module.build(name, num_classes=num_classes, drop_rate=drop_rate)
+    kwargs = {} if drop_path_rate is None else {"drop_path_rate": drop_path_rate}
+    cell = module.build(name, num_classes=num_classes, drop_rate=drop_rate, **kwargs)
     cell.variant = name
     cell.num_classes = num_classes
     cell.set_train(False)

@@ -49,7 +49,6 @@ def _check_supported(config: ConfigDict) -> None:
     """Config features this trainer does not implement fail loudly instead of being ignored."""
     unsupported = {
         "train.grad_clip_norm": config.train.grad_clip_norm is not None,
-        "model.drop_path_rate": config.model.drop_path_rate is not None,
         "data.mixup": bool(config.data.mixup),
         "data.cutmix": bool(config.data.cutmix),
         "data.auto_augment": bool(config.data.auto_augment),
@@ -112,7 +111,12 @@ def train(
     )
 
     name, num_classes = config.model.name, config.model.num_classes
-    net = registry.create(name, num_classes=num_classes, drop_rate=config.model.drop_rate)
+    net = registry.create(
+        name,
+        num_classes=num_classes,
+        drop_rate=config.model.drop_rate,
+        drop_path_rate=config.model.drop_path_rate,
+    )
     if config.init_from:
         msw.load_weights(net, config.init_from)
     net.set_train(True)

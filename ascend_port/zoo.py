@@ -12,6 +12,21 @@ one to one. Two zoo quirks do not affect the weights: its 3x3 stem max-pool has 
 (a 55x55 map instead of 56x56; our cell pads like the official PyTorch code) and its DWConvLayer
 lacks `group=` (a full 3x3 conv). The zoo exposes only the non-ds models, so only those are listed;
 a ds checkpoint from that buggy path would fail the shape check, naming the conv keys.
+
+HRNet-W48 (`research/cv/HRNetW48_cls/src/cls_hrnet.py`, HighResolutionNet; spec 2.6 / 3.3): the
+same module paths as the official code and ours (`stage3.0.fuse_layers.2.0.1.0.weight`,
+`transition1.1.0.0.weight`, `downsamp_modules.0.0.bias`, `classifier.weight`), BN leaves
+gamma/beta/moving_mean/moving_variance: no rule at all. 1631 entries, 1000 classes. Its fuse
+upsample is ResizeNearestNeighbor to the target size, equal to ours at multiples of 32.
+
+HLG-mobile (`research/cv/hlg/src/hlg.py`, hlg_mobile; spec 2 / 4.2): our `hlg_mobile_zoo`
+mirrors that cell, so its names are ours too, including the parameter the zoo creates as
+`Parameter(..., name='cls')` (attribute cls_token): no rule. 393 entries, 1001 classes.
+Training checkpoints add AdamW state (adam_m.*, adam_v.*, beta1_power, beta2_power,
+global_step, learning_rate), dropped like any optimizer state.
+
+Both were checked against the zoo code itself: its cells, instantiated with MindSpore 2.10,
+list exactly these names and shapes (see docs/ascend.md, "Model-zoo checkpoints").
 """
 
 from __future__ import annotations
@@ -57,6 +72,8 @@ def _hardnet_rules(variant: str) -> tuple[tuple[str, str], ...]:
 
 
 _HARDNET_SOURCE = "mindspore-ai/models research/cv/hardnet/src/HarDNet.py"
+_HRNET_SOURCE = "mindspore-ai/models research/cv/HRNetW48_cls/src/cls_hrnet.py (HRNet-W48)"
+_HLG_SOURCE = "mindspore-ai/models research/cv/hlg/src/hlg.py (hlg_mobile)"
 
 FORMATS: dict[str, ZooFormat] = {
     f.name: f
@@ -67,6 +84,9 @@ FORMATS: dict[str, ZooFormat] = {
         ZooFormat(
             "hardnet85", "hardnet85", _HARDNET_SOURCE + " (HarDNet85)", _hardnet_rules("hardnet85")
         ),
+        # The cells mirror these zoo cells name for name: identity renames.
+        ZooFormat("HRNetW48_cls", "hrnet_w48", _HRNET_SOURCE, ()),
+        ZooFormat("hlg", "hlg_mobile_zoo", _HLG_SOURCE, ()),
     )
 }
 

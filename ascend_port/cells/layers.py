@@ -7,6 +7,8 @@ MaxPool2d 'valid'. Each builder here passes all of them explicitly, matching mod
 
 from __future__ import annotations
 
+import math
+
 import mindspore as ms
 from mindspore import nn, ops
 from mindspore.common import initializer as init
@@ -17,6 +19,11 @@ XAVIER_NORMAL = init.XavierNormal(gain=1.0)
 TORCH_DEFAULT = init.HeUniform(negative_slope=5**0.5)
 
 
+def torch_bias(fan_in: int) -> init.Initializer:
+    """PyTorch's default bias init U(+-1/sqrt(fan_in)) (the Flax models' torch_bias_init)."""
+    return init.Uniform(scale=1.0 / math.sqrt(fan_in))
+
+
 def conv2d(
     cin: int,
     cout: int,
@@ -25,20 +32,23 @@ def conv2d(
     stride: int = 1,
     groups: int = 1,
     bias: bool = False,
+    padding: int | None = None,
     weight_init: init.Initializer | str = XAVIER_NORMAL,
+    bias_init: init.Initializer | str = "zeros",
 ) -> nn.Conv2d:
-    """Conv with symmetric k//2 padding (Flax ((p, p), (p, p))), never MindSpore's 'same'."""
+    """Conv with symmetric padding (k//2 unless given; Flax ((p, p), (p, p))), never
+    MindSpore's 'same', which pads (0, 1) at stride 2."""
     return nn.Conv2d(
         cin,
         cout,
         kernel,
         stride=stride,
         pad_mode="pad",
-        padding=kernel // 2,
+        padding=kernel // 2 if padding is None else padding,
         group=groups,
         has_bias=bias,
         weight_init=weight_init,
-        bias_init="zeros",
+        bias_init=bias_init,
     )
 
 
@@ -54,8 +64,9 @@ def dense(
     *,
     bias: bool = True,
     weight_init: init.Initializer | str = TORCH_DEFAULT,
+    bias_init: init.Initializer | str = "zeros",
 ) -> nn.Dense:
-    return nn.Dense(cin, cout, weight_init=weight_init, bias_init="zeros", has_bias=bias)
+    return nn.Dense(cin, cout, weight_init=weight_init, bias_init=bias_init, has_bias=bias)
 
 
 def max_pool(window: int, stride: int, padding: int = 0) -> nn.MaxPool2d:
@@ -67,6 +78,65 @@ def max_pool(window: int, stride: int, padding: int = 0) -> nn.MaxPool2d:
 
 def dropout(rate: float) -> nn.Dropout:
     return nn.Dropout(p=rate)
+
+
+# Abramowitz & Stegun 7.1.26: erf(x) = 1 - poly(t) exp(-x^2), t = 1 / (1 + p x), x >= 0;
+# |error| <= 1.5e-7.
+_ERF_P = 0.3275911
+_ERF_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
+
+
+def erf_for_onnx(x):
+    """erf from Abs/Exp/Div/Mul/Add/Where (error <= 1.5e-7, plus float32 rounding).
+
+    Why: MindSpore 2.10's ONNX exporter has no mapping for Erf ("Can not find key Erf in
+    convert map"), so exact GELU cannot be exported; this is what an ONNX export uses instead.
+    """
+    a = ops.abs(x)
+    t = ops.ones_like(a) / (1.0 + _ERF_P * a)  # not 1.0 / ...: no Reciprocal in ONNX export
+    poly = _ERF_A[4]
+    for coef in _ERF_A[3::-1]:
+        poly = poly * t + coef
+    y = 1.0 - poly * t * ops.exp(-a * a)
+    return ops.select(x < 0, -y, y)
+
+
+class ExactGELU(nn.Cell):
+    """GELU with exact erf (PyTorch's nn.GELU(), the official HLG's). `for_onnx = True` (set
+    by ascend_port.export before an ONNX export) swaps erf for `erf_for_onnx`."""
+
+    def __init__(self):
+        super().__init__()
+        self.for_onnx = False
+
+    def construct(self, x):
+        if self.for_onnx:
+            return 0.5 * x * (1.0 + erf_for_onnx(x * (2.0**-0.5)))
+        return ops.gelu(x, approximate="none")
+
+
+def gelu(*, approximate: bool) -> nn.Cell:
+    """GELU with the flag explicit: MindSpore defaults to tanh, PyTorch (official HLG) is erf."""
+    return nn.GELU(approximate=True) if approximate else ExactGELU()
+
+
+class DropPath(nn.Cell):
+    """Stochastic depth (timm semantics): in training, zeroes whole rows of the leading axis
+    with probability `rate` and scales the survivors by 1/keep; the identity in eval mode.
+    Like models.layers.DropPath, whose mask broadcasts over every axis but the first."""
+
+    def __init__(self, rate: float):
+        super().__init__()
+        self.rate = float(rate)
+        self.keep = 1.0 - float(rate)
+        self.uniform = ops.UniformReal()
+
+    def construct(self, x):
+        if not self.training or self.rate == 0.0:
+            return x
+        shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+        mask = ops.floor(self.uniform(shape) + self.keep).astype(x.dtype)
+        return x / self.keep * mask
 
 
 class GlobalAvgPool(nn.Cell):

@@ -3,9 +3,10 @@
     python -m tests.ascend_side.check_port DIR
 
 DIR holds what the JAX side wrote: manifest.json, inputs.npz (NHWC batches), <name>.safetensors
-(random canonical weights) and <name>.logits.npz (Flax eval logits). Writes DIR/results.json and
-DIR/<name>.rt.safetensors (canonical -> .ckpt -> canonical) for the JAX side to compare. Each check
-records its own error so one failure does not hide the others.
+(random canonical weights) and, for the models in manifest["parity"], <name>.logits.npz (Flax eval
+logits on the inputs listed there). Writes DIR/results.json and DIR/<name>.rt.safetensors
+(canonical -> .ckpt -> canonical) for the JAX side to compare. Each check records its own error
+so one failure does not hide the others.
 """
 
 from __future__ import annotations
@@ -39,12 +40,12 @@ def _record(results: dict, key: str, fn) -> None:
     results.setdefault("seconds", {})[key] = round(time.perf_counter() - start, 2)
 
 
-def parity(d: str, name: str, inputs, num_classes: int) -> dict:
+def parity(d: str, name: str, inputs, keys: list[str], num_classes: int) -> dict:
     cell = ascend_port.create(name, num_classes=num_classes)
     ascend_port.load_weights(cell, os.path.join(d, f"{name}.safetensors"))
     flax_logits = np.load(os.path.join(d, f"{name}.logits.npz"))
     out = {}
-    for key in inputs.files:
+    for key in keys:
         x = ms.Tensor(np.ascontiguousarray(inputs[key].transpose(0, 3, 1, 2)))
         logits = cell(x).asnumpy()
         ref = flax_logits[key]
@@ -63,12 +64,14 @@ def round_trip(d: str, name: str) -> dict:
     convert.main([ckpt, back])
     a, _ = canonical.read(src)
     b, meta = canonical.read(back)
-    return {
+    result = {
         "same_keys": sorted(a) == sorted(b),
         "bit_exact": all(a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]) for k in a),
         "ckpt_entries": len(ms.load_checkpoint(ckpt)),
         "metadata": meta,
     }
+    os.remove(ckpt)  # up to 0.5 GB (HRNet-W64); the JAX side reads only the .rt file
+    return result
 
 
 def mismatch(d: str, name: str, num_classes: int) -> dict:
@@ -105,10 +108,14 @@ def mismatch(d: str, name: str, num_classes: int) -> dict:
 def zoo_import(d: str, fmt_name: str) -> dict:
     """A zoo-named training checkpoint (names rebuilt from the spec) converts strictly."""
     fmt = zoo.get(fmt_name)
-    shapes = zoo_names.hardnet(fmt.model, num_classes=1000)
+    shapes = zoo_names.zoo_params(fmt.model)
     rng = np.random.default_rng(0)
     values = {k: rng.standard_normal(s).astype(np.float32) for k, s in shapes.items()}
-    training = {k: np.zeros(s, np.float32) for k, s in zoo_names.training_entries(shapes).items()}
+    # Optimizer slots as (1,) stand-ins: only their names matter to the converter, and full-size
+    # RMSProp slots of HRNet-W48 would add 600 MB to write and parse.
+    training = {
+        k: np.zeros((1,), np.float32) for k in zoo_names.training_entries(fmt.model, shapes)
+    }
     src, dst = (
         os.path.join(d, f"zoo_{fmt_name}.ckpt"),
         os.path.join(d, f"zoo_{fmt_name}.safetensors"),
@@ -120,11 +127,13 @@ def zoo_import(d: str, fmt_name: str) -> dict:
     ascend_port.load_weights(cell, dst)
     ours = msw.cell_flat(cell)
     names = zoo.rename(fmt_name, values)
+    os.remove(src)
     return {
         "zoo_entries": len(shapes),
         "spec_entries": zoo_names.SPEC_ENTRY_COUNTS[fmt.model],
         "training_entries": len(training),
         "canonical_keys": len(flat),
+        "num_classes": int(meta["num_classes"]),
         "values_in_place": all(np.array_equal(values[z], ours[o]) for z, o in names.items()),
         "metadata": meta,
     }
@@ -137,6 +146,32 @@ def _base_config():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config()
+
+
+def eval_preprocessing(d: str, spec: dict) -> dict:
+    """Runs ascend_port.data.eval_dataset over spec['root'] for each interpolation and saves
+    the images back on the 0..255 scale (HWC, file order) for the JAX side to compare with
+    input_pipeline.preprocess.eval_image."""
+    from ascend_port import data
+
+    out = {}
+    for interpolation in spec["interpolations"]:
+        config = _base_config()
+        config.model.name = "hardnet39ds"
+        config.data.image_size = spec["image_size"]
+        config.data.crop_pct = spec["crop_pct"]
+        config.data.interpolation = interpolation
+        p = data.preprocess(config)
+        ds, count = data.eval_dataset(config, spec["root"], batch_size=count_all(spec["root"]))
+        images = next(ds.create_tuple_iterator(num_epochs=1))[0].asnumpy()
+        images = images.transpose(0, 2, 3, 1) * np.asarray(p.std) + np.asarray(p.mean)
+        out[interpolation] = images.astype(np.float32)
+    np.savez(os.path.join(d, "preprocess_result.npz"), **out)
+    return {"images": count}
+
+
+def count_all(root: str) -> int:
+    return sum(len(files) for _, _, files in os.walk(os.path.join(root, "val")))
 
 
 def optimizer_steps(d: str) -> dict:
@@ -158,12 +193,13 @@ def optimizer_steps(d: str) -> dict:
     return {"steps": len(case["lrs"])}
 
 
-def onnx_export(d: str, name: str, num_classes: int, inputs) -> dict:
+def onnx_export(d: str, name: str, num_classes: int, inputs, key: str) -> dict:
+    """Exports a fresh cell at the tested batch (reshapes freeze it) and runs onnxruntime."""
     import onnxruntime as ort
 
     config = _base_config()
     config.model.name, config.model.num_classes = name, num_classes
-    x = inputs[inputs.files[0]]
+    x = inputs[key]
     config.data.image_size = x.shape[1]
     path = ms_export.export(
         config,
@@ -175,7 +211,7 @@ def onnx_export(d: str, name: str, num_classes: int, inputs) -> dict:
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     feed = {session.get_inputs()[0].name: np.ascontiguousarray(x.transpose(0, 3, 1, 2))}
     logits = session.run(None, feed)[0]
-    ref = np.load(os.path.join(d, f"{name}.logits.npz"))[inputs.files[0]]
+    ref = np.load(os.path.join(d, f"{name}.logits.npz"))[key]
     return {
         "max_abs_diff": float(np.abs(logits - ref).max()),
         "argmax_equal": bool((logits.argmax(1) == ref.argmax(1)).all()),
@@ -190,15 +226,20 @@ def main(d: str) -> None:
     n = manifest["num_classes"]
     results: dict = {"supported": ascend_port.names()}
     for name in manifest["names"]:
-        _record(results, f"parity/{name}", lambda name=name: parity(d, name, inputs, n))
+        keys = manifest["parity"].get(name)
+        if keys:
+            _record(results, f"parity/{name}", lambda n_=name, k=keys: parity(d, n_, inputs, k, n))
         _record(results, f"roundtrip/{name}", lambda name=name: round_trip(d, name))
     name = manifest["mismatch"]
     _record(results, "mismatch", lambda: mismatch(d, name, n))
     for fmt in manifest["zoo"]:
         _record(results, f"zoo/{fmt}", lambda fmt=fmt: zoo_import(d, fmt))
-    name = manifest["onnx"]
-    _record(results, f"onnx/{name}", lambda: onnx_export(d, name, n, inputs))
+    for name in manifest["onnx"]:
+        key = manifest["parity"][name][0]
+        _record(results, f"onnx/{name}", lambda n_=name, k=key: onnx_export(d, n_, n, inputs, k))
     _record(results, "optimizers", lambda: optimizer_steps(d))
+    if manifest.get("preprocess"):
+        _record(results, "preprocess", lambda: eval_preprocessing(d, manifest["preprocess"]))
     results["forbidden_modules"] = sorted(
         m for m in ("jax", "flax", "tensorflow") if m in sys.modules
     )
