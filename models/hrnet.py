@@ -96,7 +96,7 @@ def _conv_bn(cin, cout, kernel, *, stride=1, bias=False, dtype, rngs) -> nnx.Lis
     """nn.Sequential(Conv2d, BatchNorm2d[, ReLU]): keys `.0` (conv) and `.1` (BN)."""
     return nnx.List([
         _conv(cin, cout, kernel, stride=stride, bias=bias, dtype=dtype, rngs=rngs),
-        layers.batch_norm_cheap_trace(cout, dtype=dtype, rngs=rngs),
+        layers.batch_norm(cout, dtype=dtype, rngs=rngs),
     ])
 
 
@@ -114,9 +114,9 @@ class BasicBlock(nnx.Module):
     def __init__(self, cin: int, planes: int, *, dtype, rngs: nnx.Rngs):
         kw = dict(dtype=dtype, rngs=rngs)
         self.conv1 = _conv(cin, planes, 3, **kw)
-        self.bn1 = layers.batch_norm_cheap_trace(planes, **kw)
+        self.bn1 = layers.batch_norm(planes, **kw)
         self.conv2 = _conv(planes, planes, 3, **kw)
-        self.bn2 = layers.batch_norm_cheap_trace(planes, **kw)
+        self.bn2 = layers.batch_norm(planes, **kw)
         self.downsample = _conv_bn(cin, planes, 1, **kw) if cin != planes else None
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -135,11 +135,11 @@ class Bottleneck(nnx.Module):
         kw = dict(dtype=dtype, rngs=rngs)
         cout = planes * self.expansion
         self.conv1 = _conv(cin, planes, 1, **kw)
-        self.bn1 = layers.batch_norm_cheap_trace(planes, **kw)
+        self.bn1 = layers.batch_norm(planes, **kw)
         self.conv2 = _conv(planes, planes, 3, **kw)
-        self.bn2 = layers.batch_norm_cheap_trace(planes, **kw)
+        self.bn2 = layers.batch_norm(planes, **kw)
         self.conv3 = _conv(planes, cout, 1, **kw)
-        self.bn3 = layers.batch_norm_cheap_trace(cout, **kw)
+        self.bn3 = layers.batch_norm(cout, **kw)
         self.downsample = _conv_bn(cin, cout, 1, **kw) if cin != cout else None
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -282,9 +282,9 @@ class HRNet(nnx.Module):
                  dtype=jnp.float32, rngs: nnx.Rngs):
         kw = dict(dtype=dtype, rngs=ParamKeys(rngs))
         self.conv1 = _conv(3, STEM_WIDTH, 3, stride=2, **kw)
-        self.bn1 = layers.batch_norm_cheap_trace(STEM_WIDTH, **kw)
+        self.bn1 = layers.batch_norm(STEM_WIDTH, **kw)
         self.conv2 = _conv(STEM_WIDTH, 64, 3, stride=2, **kw)
-        self.bn2 = layers.batch_norm_cheap_trace(64, **kw)
+        self.bn2 = layers.batch_norm(64, **kw)
         self.layer1 = _make_layer(Bottleneck, 64, cfg.stage1_planes, cfg.stage1_blocks, **kw)
 
         prev = (cfg.stage1_planes * Bottleneck.expansion,)

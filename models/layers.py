@@ -50,14 +50,15 @@ def conv2d(
 
 def batch_norm(
     features: int, *, dtype=jnp.float32, rngs: nnx.Rngs, epsilon: float = 1e-5
-) -> nnx.BatchNorm:
+) -> BatchNorm:
     """BatchNorm with PyTorch/MindSpore semantics: momentum 0.9 (torch 0.1), eps 1e-5.
 
     Two-pass batch variance, as PyTorch computes it: Flax's default E[x^2] - E[x]^2 cancels when
     |mean| >> std (late 1x1 feature maps), and the lost digits depend on the reduction order, so
-    1 and 8 devices disagreed by 0.3% in the running variance after 3 steps.
+    1 and 8 devices disagreed by 0.3% in the running variance after 3 steps. The module is
+    `BatchNorm` below (nnx.BatchNorm with a train-mode update that is cheap to trace).
     """
-    return nnx.BatchNorm(
+    return BatchNorm(
         features, momentum=0.9, epsilon=epsilon, dtype=dtype, param_dtype=jnp.float32,
         use_fast_variance=False, rngs=rngs,
     )
@@ -173,7 +174,7 @@ class BatchNorm(nnx.BatchNorm):
     Variable.set_value then reads the tracer's `.sharding`, and JAX builds that AttributeError's
     message by walking the whole jaxpr traced so far, so tracing a train step is quadratic in
     the number of BatchNorms (HRNet-W18, 325 of them: 53 of the 70 s spent tracing its train
-    step). Writing with `set_value(new)` (a whole replacement, as `[...] =` is here) skips that
+    step; HLG-tiny: 8 of 19 s). Writing with `set_value(new)` (a whole replacement, as `[...] =` is here) skips that
     check. Eval mode is nnx.BatchNorm's own code; train mode reuses its statistics and
     normalisation helpers, so outputs and updated statistics are identical.
     """
@@ -204,14 +205,3 @@ class BatchNorm(nnx.BatchNorm):
         return _nnx_norm._normalize(
             x, mean, var, scale, bias, reduction_axes, feature_axes, self.dtype, self.epsilon
         )
-
-
-def batch_norm_cheap_trace(
-    features: int, *, dtype=jnp.float32, rngs: nnx.Rngs, epsilon: float = 1e-5
-) -> BatchNorm:
-    """`batch_norm` (same arguments, parameters, momentum 0.9, two-pass variance) as a
-    `BatchNorm`. Keep the two in step (tests/test_parity_hrnet.py compares them)."""
-    return BatchNorm(
-        features, momentum=0.9, epsilon=epsilon, dtype=dtype, param_dtype=jnp.float32,
-        use_fast_variance=False, rngs=rngs,
-    )

@@ -1,4 +1,9 @@
-"""The contract every registered model keeps (timm style): one test body, every variant."""
+"""The contract every registered model keeps (timm style): one test body, every variant.
+
+Variants that only change widths or depths of another variant's code (tests/variants.py) get
+the abstract half of the contract (shapes and dtypes in eval and train mode, no compile); the
+compiled forward and backward run on their representative.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,11 @@ import pytest
 from flax import nnx
 
 import models
-from models import registry
+from models import layers, registry
+from tests.variants import SAME_CODE_PATHS
 
 ALL = models.names()
+REPRESENTATIVES = [n for n in ALL if n not in SAME_CODE_PATHS]
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -21,7 +28,37 @@ def test_exact_parameter_count(name):
     assert registry.count_params(registry.abstract(name, num_classes=1000)) == models.info(name).num_params
 
 
-@pytest.mark.parametrize("name", ALL)
+def test_every_same_code_path_variant_has_a_registered_representative():
+    assert set(SAME_CODE_PATHS) <= set(ALL)
+    assert set(SAME_CODE_PATHS.values()) <= set(REPRESENTATIVES)
+    for variant, representative in SAME_CODE_PATHS.items():
+        assert models.info(variant).family == models.info(representative).family
+
+
+@pytest.mark.parametrize("name", sorted(SAME_CODE_PATHS))
+def test_abstract_contract(name):
+    """Eval and train mode trace at the test size to float32 logits of the right shape and
+    leave every state shape as it was."""
+    size, num_classes, batch = models.info(name).test_input_size, 7, 2
+    model = registry.abstract(name, num_classes=num_classes)
+    x = jax.ShapeDtypeStruct((batch, size, size, 3), jnp.float32)
+    graphdef, state = nnx.split(model)
+    shapes = jax.tree.map(lambda v: (v.shape, v.dtype), state)
+    for train in (False, True):
+        model = nnx.merge(graphdef, state)
+        model.train() if train else model.eval()
+
+        def forward(state, x, model=model):
+            graphdef, _ = nnx.split(model)
+            m = nnx.merge(graphdef, state)
+            return m(x), nnx.state(m)
+
+        out, new_state = jax.eval_shape(forward, state, x)
+        assert out.shape == (batch, num_classes) and out.dtype == jnp.float32, (train, out)
+        assert jax.tree.map(lambda v: (v.shape, v.dtype), new_state) == shapes
+
+
+@pytest.mark.parametrize("name", REPRESENTATIVES)
 def test_contract(name):
     info = models.info(name)
     size, num_classes, batch = info.test_input_size, 7, 2
@@ -65,3 +102,35 @@ def test_contract(name):
 def test_unknown_model_names_the_choices():
     with pytest.raises(KeyError, match="hardnet68"):
         models.create("hardnet69")
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_cheap_trace_batchnorm_equals_nnx(dtype) -> None:
+    """layers.batch_norm (every family's BatchNorm, cheap statistics update) against
+    nnx.BatchNorm with the same settings: same outputs, updated statistics and gradients, in
+    train and in eval mode."""
+    x = jax.random.normal(jax.random.key(0), (4, 5, 5, 8)) * 3 + 1
+    pair = [nnx.BatchNorm(8, momentum=0.9, epsilon=1e-5, dtype=dtype, param_dtype=jnp.float32,
+                          use_fast_variance=False, rngs=nnx.Rngs(0)),
+            layers.batch_norm(8, dtype=dtype, rngs=nnx.Rngs(0))]
+    assert type(pair[1]) is layers.BatchNorm
+    for bn in pair:
+        bn.scale.set_value(jnp.linspace(0.5, 1.5, 8))
+        bn.bias.set_value(jnp.linspace(-1.0, 1.0, 8))
+        bn.mean.set_value(jnp.ones(8))
+        bn.var.set_value(jnp.full(8, 2.0))
+
+    def loss(bn, x):
+        return jnp.mean(bn(x).astype(jnp.float32) ** 2)
+
+    for train in (True, False):
+        outs, grads = [], []
+        for bn in pair:
+            bn.train() if train else bn.eval()
+            outs.append(np.asarray(bn(x), np.float32))
+            grads.append(nnx.state(nnx.grad(loss)(bn, x)))
+        np.testing.assert_array_equal(outs[0], outs[1])
+        jax.tree.map(np.testing.assert_array_equal, grads[0], grads[1])
+        for leaf in ("mean", "var"):
+            np.testing.assert_array_equal(getattr(pair[0], leaf).get_value(),
+                                          getattr(pair[1], leaf).get_value())

@@ -24,7 +24,7 @@ import torch
 from flax import nnx
 
 import models
-from models import hrnet, layers
+from models import hrnet
 from tests.torch_utils import random_images
 
 VARIANTS = models.names("hrnet")
@@ -139,32 +139,3 @@ def test_resize_nearest_matches_torch(source: tuple[int, int], target: tuple[int
     expected = torch.nn.functional.interpolate(torch.from_numpy(x), size=target, mode="nearest")
     got = hrnet.resize_nearest(jnp.asarray(x.transpose(0, 2, 3, 1)), *target)
     np.testing.assert_array_equal(np.asarray(got), expected.numpy().transpose(0, 2, 3, 1))
-
-
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
-def test_cheap_trace_batchnorm_equals_nnx(dtype) -> None:
-    """HRNet's layers.BatchNorm (cheap statistics update) against nnx.BatchNorm: same outputs,
-    same updated statistics, same gradients, in train and in eval mode."""
-    x = jax.random.normal(jax.random.key(0), (4, 5, 5, 8)) * 3 + 1
-    pair = [layers.batch_norm(8, dtype=dtype, rngs=nnx.Rngs(0)),
-            layers.batch_norm_cheap_trace(8, dtype=dtype, rngs=nnx.Rngs(0))]
-    for bn in pair:
-        bn.scale.set_value(jnp.linspace(0.5, 1.5, 8))
-        bn.bias.set_value(jnp.linspace(-1.0, 1.0, 8))
-        bn.mean.set_value(jnp.ones(8))
-        bn.var.set_value(jnp.full(8, 2.0))
-
-    def loss(bn, x):
-        return jnp.mean(bn(x).astype(jnp.float32) ** 2)
-
-    for train in (True, False):
-        outs, grads = [], []
-        for bn in pair:
-            bn.train() if train else bn.eval()
-            outs.append(np.asarray(bn(x), np.float32))
-            grads.append(nnx.state(nnx.grad(loss)(bn, x)))
-        np.testing.assert_array_equal(outs[0], outs[1])
-        jax.tree.map(np.testing.assert_array_equal, grads[0], grads[1])
-        for leaf in ("mean", "var"):
-            np.testing.assert_array_equal(getattr(pair[0], leaf).get_value(),
-                                          getattr(pair[1], leaf).get_value())
