@@ -60,9 +60,11 @@ def main(argv: list[str]) -> None:
         kwargs = {k: getattr(FLAGS, k) for k in ("coordinator_address", "num_processes",
                                                  "process_id") if getattr(FLAGS, k) is not None}
         jax.distributed.initialize(**kwargs)
-    # Persistent compilation cache next to the workdir: reruns skip the XLA compile.
-    cache = os.path.join(os.path.dirname(os.path.abspath(FLAGS.workdir)), ".jax_cache")
-    jax.config.update("jax_compilation_cache_dir", cache)
+    # Persistent compilation cache next to the workdir (unless JAX_COMPILATION_CACHE_DIR names
+    # one): reruns skip the XLA compile.
+    if not jax.config.jax_compilation_cache_dir:
+        cache = os.path.join(os.path.dirname(os.path.abspath(FLAGS.workdir)), ".jax_cache")
+        jax.config.update("jax_compilation_cache_dir", cache)
     logging.info("process %d/%d, %d devices (%s)", jax.process_index(), jax.process_count(),
                  jax.device_count(), jax.devices()[0].platform)
 
