@@ -25,6 +25,7 @@ from ascend_port import bridge, canonical, schedule, zoo
 from ascend_port import registry as port_registry
 from configs import base as base_config
 from models import layout, registry, weights
+from tests.variants import SAME_CODE_PATHS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAMES = port_registry.names()  # what the MindSpore side supports
@@ -40,16 +41,8 @@ PARITY_INPUTS = {
     "hlg": (1, (224,)),
     "hlg_zoo": (1, (224,)),
 }
-# Logits are compared for every code path, not every width: HRNet w30/w32/w40/w44/w64 are w18
-# with another C, hlg_small/medium/large are hlg_tiny with other widths and stage-3 depths. Each
-# of those costs 20-60 s of Flax build, compile and MindSpore forward on 2 cores, so they are
-# covered by the round trip and the name/shape checks (the structure), not by logits.
-# hrnet_w48 stays: it is the zoo's HRNetW48_cls.
-WIDTH_ONLY_VARIANTS = (
-    "hrnet_w30", "hrnet_w32", "hrnet_w40", "hrnet_w44", "hrnet_w64",
-    "hlg_small", "hlg_medium", "hlg_large",
-)
-PARITY_NAMES = [n for n in NAMES if n not in WIDTH_ONLY_VARIANTS]
+# Logits are compared for every code path, not every width (tests/variants.py).
+PARITY_NAMES = [n for n in NAMES if n not in SAME_CODE_PATHS]
 ONNX_NAMES = ["hardnet39ds", "hrnet_w18_small", "hlg_mobile"]  # one per family, hlg_zoo aside
 # Eval preprocessing of ascend_port.data against input_pipeline, on PNGs (lossless: the two JPEG
 # decoders differ, see ascend_port/data.py) of odd sizes and aspect ratios.
