@@ -5,9 +5,8 @@ flip if data.random_flip, mean/std normalisation. Eval: input_pipeline.preproces
 the centred square that "resize the short side to int(image_size / crop_pct), centre-crop
 image_size" keeps, then resize it to image_size with PIL's antialiased filter (the JAX side
 resizes with tf.image.resize(antialias=True): the same filters up to rounding) - then
-normalisation. What still differs is the JPEG decoder: TF decodes with the fast integer IDCT,
-MindSpore (like PIL) with the accurate one, a few grey levels apart at sharp edges (up to 14 on
-the digits). crop_pct, interpolation, mean and std default to the model's metadata. Labels are
+normalisation. Both sides decode JPEGs with the accurate IDCT (input_pipeline/preprocess.py
+asks TF for it; its default fast IDCT was up to 14 grey levels off on the digits). crop_pct, interpolation, mean and std default to the model's metadata. Labels are
 the sorted class folder names of train/ (val/ if there is no train/), as in TFDS.
 """
 

@@ -532,15 +532,14 @@ def test_same_checkpoint_evaluates_the_same_on_digits(tmp_path):
     """main.py trains the demo briefly and exports; ascend_port.convert makes a .ckpt of it;
     ascend_port.eval and main.py --mode=eval (loop.evaluate on the workdir) agree on top-1 to
     within one image. Both sides crop and resize the same way (none of either: the digits are
-    32x32 and the demo's crop_pct is 1); they still decode the JPEGs with different IDCTs
-    (ascend_port/data.py), which may move a borderline image."""
+    32x32 and the demo's crop_pct is 1) and decode JPEGs with the same accurate IDCT; the two
+    frameworks' float arithmetic may still move a borderline image."""
     from configs import demo
     from input_pipeline import digits
     from train_lib import loop
 
     config = demo.get_config()
-    # As test_end_to_end (~94% top-1): confident predictions, which the decoders' few grey
-    # levels rarely move.
+    # As test_end_to_end (~94% top-1): confident predictions.
     config.train.steps = 60
     config.train.tensorboard = False
     workdir = str(tmp_path / "run")
