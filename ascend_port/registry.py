@@ -3,8 +3,8 @@
 Names equal models.names() for every family listed here, and the metadata equals models.info()
 (both checked by tests/test_ascend_port.py); it is repeated because models.registry imports jax.
 Add a family by adding one entry to FAMILIES and a module under ascend_port/cells/ that provides
-`variants()` and `build(name, num_classes=..., drop_rate=...[, drop_path_rate=...])`. Variant
-names and metadata come from the framework-free models/*_arch.py tables.
+`build(name, num_classes=..., drop_rate=...[, drop_path_rate=...])`. Variant names and metadata
+come from the framework-free models/*_arch.py tables (the cell modules import mindspore).
 """
 
 from __future__ import annotations
@@ -31,22 +31,13 @@ class CellInfo:
     default_num_classes: int = 1000
 
 
-def _hardnet_variants() -> tuple[str, ...]:
-    from models.hardnet_arch import CONFIGS  # framework-free
+def _arch_variants(module: str):
+    """Lister of the variants in a framework-free models/<family>_arch.py CONFIGS table."""
 
-    return tuple(CONFIGS)
+    def lister() -> tuple[str, ...]:
+        return tuple(importlib.import_module(module).CONFIGS)
 
-
-def _hrnet_variants() -> tuple[str, ...]:
-    from models.hrnet_arch import CONFIGS  # framework-free
-
-    return tuple(CONFIGS)
-
-
-def _hlg_variants() -> tuple[str, ...]:
-    from models.hlg_arch import CONFIGS  # framework-free
-
-    return tuple(CONFIGS)
+    return lister
 
 
 def _hlg_zoo_variants() -> tuple[str, ...]:
@@ -70,9 +61,9 @@ def _hlg_zoo_overrides() -> dict[str, dict[str, Any]]:
 # family -> (cell module, variant lister, per-variant metadata overrides); the family names are
 # models.registry's.
 FAMILIES: dict[str, tuple[str, Any, Any]] = {
-    "hardnet": ("ascend_port.cells.hardnet", _hardnet_variants, dict),
-    "hrnet": ("ascend_port.cells.hrnet", _hrnet_variants, dict),
-    "hlg": ("ascend_port.cells.hlg", _hlg_variants, _hlg_overrides),
+    "hardnet": ("ascend_port.cells.hardnet", _arch_variants("models.hardnet_arch"), dict),
+    "hrnet": ("ascend_port.cells.hrnet", _arch_variants("models.hrnet_arch"), dict),
+    "hlg": ("ascend_port.cells.hlg", _arch_variants("models.hlg_arch"), _hlg_overrides),
     "hlg_zoo": ("ascend_port.cells.hlg_zoo", _hlg_zoo_variants, _hlg_zoo_overrides),
 }
 

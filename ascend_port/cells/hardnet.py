@@ -117,10 +117,6 @@ class HarDNet(nn.Cell):
         return x.astype(ms.float32)
 
 
-def variants() -> tuple[str, ...]:
-    return tuple(CONFIGS)
-
-
 def build(name: str, *, num_classes: int = 1000, drop_rate: float | None = None) -> HarDNet:
     """The cell for a registered HarDNet variant (in training mode, like any new MindSpore cell)."""
     return HarDNet(CONFIGS[name], num_classes=num_classes, drop_rate=drop_rate)

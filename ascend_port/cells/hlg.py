@@ -341,10 +341,6 @@ class HLG(nn.Cell):
         return self.head(x).astype(ms.float32)
 
 
-def variants() -> tuple[str, ...]:
-    return tuple(CONFIGS)
-
-
 def build(
     name: str,
     *,

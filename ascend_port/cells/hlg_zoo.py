@@ -244,10 +244,6 @@ class HLGZoo(nn.Cell):
         return self.head(t[:, 0]).astype(ms.float32)
 
 
-def variants() -> tuple[str, ...]:
-    return (ZOO_NAME,)
-
-
 def build(
     name: str,
     *,

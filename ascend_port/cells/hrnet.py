@@ -281,10 +281,6 @@ class HRNet(nn.Cell):
         return self.classifier(self.head_drop(x)).astype(ms.float32)
 
 
-def variants() -> tuple[str, ...]:
-    return tuple(CONFIGS)
-
-
 def build(name: str, *, num_classes: int = 1000, drop_rate: float | None = None) -> HRNet:
     """The cell for a registered HRNet variant (in training mode, like any new MindSpore cell)."""
     return HRNet(CONFIGS[name], num_classes=num_classes, drop_rate=drop_rate)
