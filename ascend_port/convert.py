@@ -57,7 +57,10 @@ def verify_ckpt(path: str, cell, expected: dict[str, np.ndarray]) -> None:
     a cell that has not been loaded yet, and compares every value."""
     import mindspore as ms
 
-    not_loaded, unused = ms.load_param_into_net(cell, ms.load_checkpoint(path), strict_load=True)
+    from ascend_port import ckpt_file
+
+    entries = ckpt_file.load_checkpoint(path)
+    not_loaded, unused = ms.load_param_into_net(cell, entries, strict_load=True)
     unused = [k for k in unused if k not in (msw.META_MODEL, msw.META_NUM_CLASSES)]
     if not_loaded or unused:
         raise RuntimeError(f"{path}: parameters not loaded {not_loaded}, unused entries {unused}")

@@ -25,7 +25,7 @@ from mindspore.amp import FixedLossScaleManager
 from mindspore.train import Model
 from ml_collections import ConfigDict, config_flags
 
-from ascend_port import callbacks, data, optim, registry, runtime, schedule
+from ascend_port import callbacks, ckpt_file, data, optim, registry, runtime, schedule
 from ascend_port import weights as msw
 from ascend_port.losses import SmoothedCrossEntropy
 
@@ -64,7 +64,7 @@ def _resume(model: Model, directory: str) -> int:
     files = callbacks.checkpoint_files(directory)
     if not files:
         return 0
-    entries = ms.load_checkpoint(files[-1])
+    entries = ckpt_file.load_checkpoint(files[-1])
     epoch = int(entries.pop("epoch_num").asnumpy())
     entries.pop("learning_rate", None)  # the per-step array comes from this run's config
     not_loaded, _ = ms.load_param_into_net(model.train_network, entries, strict_load=True)

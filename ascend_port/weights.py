@@ -15,7 +15,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn
 
-from ascend_port import bridge, canonical
+from ascend_port import bridge, canonical, ckpt_file
 from models.weights_check import check_compatible
 
 log = logging.getLogger(__name__)
@@ -46,11 +46,8 @@ def canonical_flat(cell: nn.Cell) -> dict[str, np.ndarray]:
 
 def read_ckpt(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """(arrays, string entries) of a MindSpore .ckpt; nothing is dropped here."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"checkpoint not found: {path}")
     arrays, meta = {}, {}
-    for name, value in ms.load_checkpoint(path).items():
+    for name, value in ckpt_file.load_checkpoint(path).items():
         if isinstance(value, str):
             meta[name] = value
         else:

@@ -22,7 +22,7 @@ import mindspore as ms
 import numpy as np
 
 import ascend_port
-from ascend_port import canonical, convert, optim, zoo
+from ascend_port import canonical, ckpt_file, convert, optim, zoo
 from ascend_port import export as ms_export
 from ascend_port import weights as msw
 from models.weights_check import WeightsMismatchError
@@ -67,7 +67,7 @@ def round_trip(d: str, name: str) -> dict:
     result = {
         "same_keys": sorted(a) == sorted(b),
         "bit_exact": all(a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]) for k in a),
-        "ckpt_entries": len(ms.load_checkpoint(ckpt)),
+        "ckpt_entries": len(ckpt_file.load_checkpoint(ckpt)),
         "metadata": meta,
     }
     os.remove(ckpt)  # up to 0.5 GB (HRNet-W64); the JAX side reads only the .rt file
@@ -193,6 +193,33 @@ def optimizer_steps(d: str) -> dict:
     return {"steps": len(case["lrs"])}
 
 
+def low_memfree(d: str) -> dict:
+    """A .ckpt loads when MemFree is below its size but MemAvailable is not (page cache full)."""
+    path = os.path.join(d, "memfree.ckpt")
+    expected = {"w": np.arange(1 << 16, dtype=np.float32)}  # 256 KB, far above one free page
+    msw.write_ckpt(expected, path)
+    sysconf = os.sysconf
+
+    def one_free_page(name):
+        return 1 if name == "SC_AVPHYS_PAGES" else sysconf(name)
+
+    os.sysconf = one_free_page  # what sysconf reports once the cache has taken the rest
+    try:
+        try:
+            ms.load_checkpoint(path)
+            plain_error = None
+        except ValueError as e:
+            plain_error = str(e)
+        ours = ckpt_file.load_checkpoint(path)
+    finally:
+        os.sysconf = sysconf
+    return {
+        "plain_error": plain_error,
+        "loaded_equal": bool(np.array_equal(ours["w"].asnumpy(), expected["w"])),
+        "mem_available": ckpt_file.available_memory(),
+    }
+
+
 def onnx_export(d: str, name: str, num_classes: int, inputs, key: str) -> dict:
     """Exports a fresh cell at the tested batch (reshapes freeze it) and runs onnxruntime."""
     import onnxruntime as ort
@@ -238,6 +265,7 @@ def main(d: str) -> None:
         key = manifest["parity"][name][0]
         _record(results, f"onnx/{name}", lambda n_=name, k=key: onnx_export(d, n_, n, inputs, k))
     _record(results, "optimizers", lambda: optimizer_steps(d))
+    _record(results, "low_memfree", lambda: low_memfree(d))
     if manifest.get("preprocess"):
         _record(results, "preprocess", lambda: eval_preprocessing(d, manifest["preprocess"]))
     results["forbidden_modules"] = sorted(
