@@ -99,7 +99,7 @@ class HarDNet(nnx.Module):
         dtype=jnp.float32,
         rngs: nnx.Rngs,
     ):
-        kw = dict(dtype=dtype, rngs=rngs)
+        kw = dict(dtype=dtype, rngs=layers.ParamKeys(rngs))
         drop_rate = cfg.drop_rate if drop_rate is None else drop_rate
         c0, c1 = cfg.first_ch
         base = [
@@ -134,8 +134,7 @@ class HarDNet(nnx.Module):
                         ch,
                         num_classes,
                         kernel_init=layers.torch_default_init,
-                        dtype=dtype,
-                        rngs=rngs,
+                        **kw,
                     ),
                 ]
             )

@@ -299,6 +299,7 @@ class HLG(nnx.Module):
 
     def __init__(self, cfg: HLGConfig, *, num_classes: int = 1000, drop_path_rate: float | None = None,
                  dtype=jnp.float32, rngs: nnx.Rngs):
+        rngs = layers.ParamKeys(rngs)
         kw = dict(dtype=dtype, rngs=rngs)
         self.dtype = dtype
         rate = cfg.drop_path_rate if drop_path_rate is None else drop_path_rate

@@ -167,6 +167,7 @@ class HLGZoo(nnx.Module):
 
     def __init__(self, *, num_classes: int = 1001, drop_path_rate: float | None = None,
                  dtype=jnp.float32, rngs: nnx.Rngs):
+        rngs = layers.ParamKeys(rngs)
         kw = dict(dtype=dtype, rngs=rngs)
         self.dtype = dtype
         rate = DROP_PATH_RATE if drop_path_rate is None else drop_path_rate

@@ -44,25 +44,6 @@ def torch_bias_init(fan_in: int) -> nnx.Initializer:
     return init
 
 
-class ParamKeys:
-    """Hands out parameter keys like `nnx.Rngs.params()`, counting in Python.
-
-    Why: under the jitted init (registry._init_compiled) every `Rngs.params()` call writes its
-    traced counter back through `Variable.set_value`, which on flax 0.12.8 asks the tracer for
-    `.sharding`; building that AttributeError's message walks the whole jaxpr traced so far, so
-    the build is quadratic in the number of parameters (HRNet-W48: ~25 s of tracing for 1.6k
-    variables). Flax layers only call `.params()` on what they are given, so this stands in.
-    """
-
-    def __init__(self, rngs: nnx.Rngs):
-        self._key = rngs.params()
-        self._count = 0
-
-    def params(self) -> jax.Array:
-        self._count += 1
-        return jax.random.fold_in(self._key, self._count)
-
-
 def _conv(cin, cout, kernel, *, stride=1, bias=False, dtype, rngs):
     """HRNet conv, symmetric padding. The kernel is drawn later by `init_conv_kernels`."""
     return layers.conv2d(
@@ -280,7 +261,7 @@ class HRNet(nnx.Module):
 
     def __init__(self, cfg: HRNetConfig, *, num_classes: int = 1000, drop_rate: float = 0.0,
                  dtype=jnp.float32, rngs: nnx.Rngs):
-        kw = dict(dtype=dtype, rngs=ParamKeys(rngs))
+        kw = dict(dtype=dtype, rngs=layers.ParamKeys(rngs))
         self.conv1 = _conv(3, STEM_WIDTH, 3, stride=2, **kw)
         self.bn1 = layers.batch_norm(STEM_WIDTH, **kw)
         self.conv2 = _conv(STEM_WIDTH, 64, 3, stride=2, **kw)

@@ -116,6 +116,32 @@ class Identity(nnx.Module):
         return x
 
 
+class ParamKeys:
+    """Hands out parameter keys like `nnx.Rngs.params()`, counting in Python. Every family's
+    builder passes one to its layers; Dropout/DropPath take the streams behind it (`rng_streams`).
+
+    Why: under a traced build (registry's jitted init, `registry.abstract`) every `Rngs.params()`
+    call writes its traced counter back through `Variable.set_value`, which on flax 0.12.8 asks
+    the tracer for `.sharding`; building that AttributeError's message walks the whole jaxpr
+    traced so far, so the build is quadratic in the number of layers (HRNet-W48: ~25 s of
+    tracing for 1.6k variables; hlg_large's abstract build 40 s).
+    """
+
+    def __init__(self, rngs: nnx.Rngs):
+        self.rngs = rngs
+        self._key = rngs.params()
+        self._count = 0
+
+    def params(self) -> jax.Array:
+        self._count += 1
+        return jax.random.fold_in(self._key, self._count)
+
+
+def rng_streams(rngs: nnx.Rngs | ParamKeys) -> nnx.Rngs:
+    """The nnx.Rngs behind `rngs`, for layers that keep a stream (one counter write each)."""
+    return rngs.rngs if isinstance(rngs, ParamKeys) else rngs
+
+
 class DropPath(nnx.Dropout):
     """Stochastic depth (timm semantics): drops whole samples, scales survivors by 1/keep.
 
@@ -123,8 +149,8 @@ class DropPath(nnx.Dropout):
     the input it will see (4 for NHWC maps, 3 for tokens).
     """
 
-    def __init__(self, rate: float, *, ndim: int, rngs: nnx.Rngs):
-        super().__init__(rate, broadcast_dims=tuple(range(1, ndim)), rngs=rngs)
+    def __init__(self, rate: float, *, ndim: int, rngs: nnx.Rngs | ParamKeys):
+        super().__init__(rate, broadcast_dims=tuple(range(1, ndim)), rngs=rng_streams(rngs))
 
 
 def depthwise_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
