@@ -147,22 +147,26 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
     ckpt = checkpoint.Checkpointer(workdir, keep=config.train.keep_checkpoints,
                                    model_name=config.model.name,
                                    num_classes=config.model.num_classes)
-    start = ckpt.latest_step()
-    if start is not None:
-        state = TrainState.from_dict(ckpt.restore(start, state.as_dict()))
-        logging.warning("resumed from step %d of %s", start, ckpt.directory)
-    start = int(start or 0)
+    try:
+        start = ckpt.latest_step()
+        if start is not None:
+            state = TrainState.from_dict(ckpt.restore(start, state.as_dict()))
+            logging.warning("resumed from step %d of %s", start, ckpt.directory)
+        start = int(start or 0)
 
-    train_step = steps.make_train_step(
-        split, tx, label_smoothing=config.train.label_smoothing, mesh=mesh,
-        mode=config.parallel.mode, **_preprocessing(config))
-    eval_step = steps.make_eval_step(split, **_preprocessing(config))
+        train_step = steps.make_train_step(
+            split, tx, label_smoothing=config.train.label_smoothing, mesh=mesh,
+            mode=config.parallel.mode, **_preprocessing(config))
+        eval_step = steps.make_eval_step(split, **_preprocessing(config))
+        batches = input_pipeline.train_batches(
+            config.data, global_batch_size=config.train.batch_size, seed=config.seed,
+            start_step=start, process_index=jax.process_index(), process_count=jax.process_count(),
+            interpolation=config.data.interpolation or models.info(config.model.name).interpolation)
+        batches = mesh_lib.prefetch_to_device(batches, data_sharding, config.data.prefetch)
+    except BaseException:
+        ckpt.close()  # see Checkpointer.close: exiting on this error must not race orbax's threads
+        raise
     writer = MetricWriter(workdir, tensorboard=config.train.tensorboard)
-    batches = input_pipeline.train_batches(
-        config.data, global_batch_size=config.train.batch_size, seed=config.seed,
-        start_step=start, process_index=jax.process_index(), process_count=jax.process_count(),
-        interpolation=config.data.interpolation or models.info(config.model.name).interpolation)
-    batches = mesh_lib.prefetch_to_device(batches, data_sharding, config.data.prefetch)
 
     eval_every = max(int(config.train.eval_every_epochs * per_epoch), 1)
     last_step = num_steps
