@@ -25,7 +25,6 @@ from ascend_port import bridge, canonical, schedule, zoo
 from ascend_port import registry as port_registry
 from configs import base as base_config
 from models import layout, registry, weights
-from tests.variants import SAME_CODE_PATHS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAMES = port_registry.names()  # what the MindSpore side supports
@@ -41,8 +40,8 @@ PARITY_INPUTS = {
     "hlg": (1, (224,)),
     "hlg_zoo": (1, (224,)),
 }
-# Logits are compared for every code path, not every width (tests/variants.py).
-PARITY_NAMES = [n for n in NAMES if n not in SAME_CODE_PATHS]
+# Logits are compared for every variant, widths included (8-20 s each here on both sides).
+PARITY_NAMES = NAMES
 ONNX_NAMES = ["hardnet39ds", "hrnet_w18_small", "hlg_mobile"]  # one per family, hlg_zoo aside
 # Eval preprocessing of ascend_port.data against input_pipeline, on PNGs (lossless: the two JPEG
 # decoders differ, see ascend_port/data.py) of odd sizes and aspect ratios.

@@ -105,12 +105,20 @@ def _assert_close(a: dict, b: dict, atol: float) -> None:
     assert worst <= atol, worst
 
 
+@pytest.fixture(scope="module")
+def one_device(tmp_path_factory) -> tuple:
+    """(workdir, result) of the 1-device SHORT run; three tests compare with it, so it runs once
+    (the "subprocess_training" group keeps them on one xdist worker)."""
+    workdir = tmp_path_factory.mktemp("one_device") / "w"
+    return workdir, _train(workdir, *SHORT, devices=1)
+
+
 @pytest.mark.xdist_group("subprocess_training")
-def test_eight_devices_match_one_device(tmp_path):
+def test_eight_devices_match_one_device(tmp_path, one_device):
     """Same global batch, synced BatchNorm: 8 fake CPU devices give 1 device's params, statistics
     and loss within 1e-5; eval over 359 examples (not a multiple of 40 x 8 devices) counts each
     one once."""
-    one = _train(tmp_path / "one", *SHORT, devices=1)
+    _, one = one_device
     eight = _train(tmp_path / "eight", *SHORT, devices=8)
     assert eight["result"]["examples"] == one["result"]["examples"] == 359
     _assert_close(_weights(one), _weights(eight), atol=1e-5)  # params and BatchNorm statistics
@@ -118,8 +126,8 @@ def test_eight_devices_match_one_device(tmp_path):
 
 
 @pytest.mark.xdist_group("subprocess_training")
-def test_pmap_mode_equals_jit_on_one_device_and_runs_on_eight(tmp_path):
-    jit = _train(tmp_path / "jit", *SHORT, devices=1)
+def test_pmap_mode_equals_jit_on_one_device_and_runs_on_eight(tmp_path, one_device):
+    _, jit = one_device
     pmap = _train(tmp_path / "pmap", *SHORT, "parallel.mode=pmap", devices=1)
     _assert_close(_weights(jit), _weights(pmap), atol=1e-6)
     pmap8 = _train(tmp_path / "pmap8", *SHORT, "parallel.mode=pmap", devices=8)
@@ -171,11 +179,13 @@ def test_bad_input_is_one_clear_line(tmp_path, args, needles):
 
 
 @pytest.mark.xdist_group("subprocess_training")
-def test_workdir_of_another_model_is_refused(tmp_path):
-    _train(tmp_path / "w", *SHORT)
-    proc = _main("--config", "configs/demo.py", "--workdir", str(tmp_path / "w"),
+def test_workdir_of_another_model_is_refused(one_device):
+    workdir, _ = one_device
+    before = sorted(p.relative_to(workdir) for p in workdir.rglob("*"))
+    proc = _main("--config", "configs/demo.py", "--workdir", str(workdir),
                  "--config.model.name=hardnet68ds")
     _assert_one_line_error(proc, "hardnet39ds", "another --workdir")
+    assert sorted(p.relative_to(workdir) for p in workdir.rglob("*")) == before  # nothing touched
 
 
 @pytest.mark.xdist_group("subprocess_training")

@@ -1,10 +1,9 @@
 """Variants whose code paths another registered variant already runs.
 
 HRNet W30/W32/W40/W44/W64 are W18 with another base width; HLG small/medium/large are HLG-tiny
-with other widths and stage-3 depths. The expensive per-model checks (compiling a train step,
-cross-framework logits) run on the representative, 20-200 s each on 2 CPU cores; every variant
-keeps its exact parameter count, an abstract forward in eval and train mode, its weight names and
-shapes through the MindSpore bridge, and (HRNet) its logits against timm.
+with other widths and stage-3 depths. Compiling a train step (20-200 s each on 2 CPU cores) runs
+on the representative only; every variant keeps its exact parameter count, an abstract forward in
+eval and train mode, its logits against the MindSpore cell and (HRNet) against timm.
 """
 
 SAME_CODE_PATHS: dict[str, str] = {
