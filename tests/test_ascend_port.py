@@ -101,19 +101,11 @@ def _random_model(name: str, seed: int) -> tuple[nnx.Module, dict[str, np.ndarra
     """Random weights and random BatchNorm statistics (drawn in numpy), in eval mode.
 
     The weights are loaded into the abstract model (no random init to compile; the RNG streams
-    stay abstract, which eval mode never reads). Official HLGs are built eagerly instead: their
-    traced build is quadratic in the number of variables (hlg_large: 60 s abstract, 195 s
-    models.create; eagerly 4-30 s, the first one paying for the initialisers' compiles).
-    HRNet gets smaller BatchNorm scales: its residual and fuse sums otherwise grow block after
+    stay abstract, which eval mode never reads). HRNet gets smaller BatchNorm scales: its residual and fuse sums otherwise grow block after
     block (W18 logits ~1e4 with U(0.5, 1.5)), where a 1e-4 absolute tolerance means nothing.
     """
     family = port_registry.info(name).family
-    if family == "hlg":
-        model = models.info(name).builder(
-            num_classes=NUM_CLASSES, dtype=jnp.float32, rngs=nnx.Rngs(0)
-        )
-    else:
-        model = registry.abstract(name, num_classes=NUM_CLASSES)
+    model = registry.abstract(name, num_classes=NUM_CLASSES)
     scale = (0.2, 0.6) if family == "hrnet" else (0.5, 1.5)
     rng = np.random.default_rng(seed)
     flat = {}
