@@ -21,14 +21,17 @@ from ml_collections import config_flags
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).", lock_config=True)
 flags.DEFINE_string("workdir", None, "Checkpoints, metrics, TensorBoard events and exports.")
-flags.DEFINE_enum("mode", "train", ["train", "eval", "export"],
+flags.DEFINE_enum("mode", "train", ["train", "eval", "export", "benchmark", "analyze"],
                   "train: train and evaluate; eval: evaluate the latest checkpoint or "
-                  "--config.init_from; export: write <workdir>/export/<model>.safetensors.")
+                  "--config.init_from; export: write <workdir>/export/<model>.safetensors; "
+                  "benchmark: step speed on synthetic data; analyze: params, MACs, CIO, memory.")
+flags.DEFINE_bool("all", False, "--mode=analyze: every registered variant, not only the config's.")
 flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() first (multi-host).")
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (with --distributed).")
 flags.DEFINE_integer("num_processes", None, "Number of processes (with --distributed).")
 flags.DEFINE_integer("process_id", None, "This process's index (with --distributed).")
-flags.mark_flags_as_required(["config", "workdir"])
+flags.mark_flags_as_required(["config"])
+_NO_WORKDIR_MODES = ("benchmark", "analyze")  # --workdir optional: where their JSON lines go
 
 
 def _fail(message: str) -> None:
@@ -54,6 +57,8 @@ def main(argv: list[str]) -> None:
         _fail(f"unexpected arguments: {' '.join(argv[1:])}")
     if not FLAGS["verbosity"].present:  # orbax and TF log every file they touch at INFO
         logging.set_verbosity(logging.WARNING)
+    if FLAGS.workdir is None and FLAGS.mode not in _NO_WORKDIR_MODES:
+        _fail(f"--workdir is required for --mode={FLAGS.mode}")
     import jax
 
     if FLAGS.distributed:
@@ -62,7 +67,7 @@ def main(argv: list[str]) -> None:
         jax.distributed.initialize(**kwargs)
     # Persistent compilation cache next to the workdir (unless JAX_COMPILATION_CACHE_DIR names
     # one): reruns skip the XLA compile.
-    if not jax.config.jax_compilation_cache_dir:
+    if not jax.config.jax_compilation_cache_dir and FLAGS.mode not in _NO_WORKDIR_MODES:
         cache = os.path.join(os.path.dirname(os.path.abspath(FLAGS.workdir)), ".jax_cache")
         jax.config.update("jax_compilation_cache_dir", cache)
     logging.info("process %d/%d, %d devices (%s)", jax.process_index(), jax.process_count(),
@@ -77,8 +82,16 @@ def main(argv: list[str]) -> None:
             result = loop.train_and_evaluate(config, FLAGS.workdir)
         elif FLAGS.mode == "eval":
             result = loop.evaluate(config, FLAGS.workdir)
-        else:
+        elif FLAGS.mode == "export":
             result = {"exported": loop.export(config, FLAGS.workdir)}
+        elif FLAGS.mode == "benchmark":
+            from train_lib import benchmark
+
+            result = benchmark.run(config, FLAGS.workdir)
+        else:
+            from train_lib import analyze
+
+            result = analyze.run(config, FLAGS.workdir, all_variants=FLAGS.all)
     except (UserError, FileNotFoundError) as e:
         _fail(str(e))
     if jax.process_index() == 0:

@@ -84,6 +84,14 @@ def get_config() -> ConfigDict:
     c.parallel = ConfigDict()
     c.parallel.mode = "jit"  # jit (global batch, synced BN) | pmap (per-device BN, pmean grads)
 
+    # --mode=benchmark (synthetic data, train.batch_size / eval_batch_size, data.image_size).
+    c.benchmark = ConfigDict()
+    c.benchmark.warmup_steps = 2  # untimed steps after compilation
+    c.benchmark.steps = 10  # timed steps per measurement
+    c.benchmark.modes = "train,eval"  # which steps to measure
+    c.benchmark.peak_tflops = config_dict.placeholder(float)  # per device; None = built-in table
+    c.benchmark.analyze_batch = 1  # --mode=analyze: batch of the compiled programs' memory figures
+
     # MindSpore side (ascend_port.train / eval / export).
     c.ascend = ConfigDict()
     c.ascend.device_target = "Ascend"  # Ascend | GPU | CPU
