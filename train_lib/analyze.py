@@ -121,11 +121,13 @@ def _layer_name(param: str) -> str:
     return param.rsplit(".", 1)[0] if param.endswith(".kernel") else param
 
 
-def layer_table(split: SplitModel, image_size: int, dtype) -> list[dict[str, Any]]:
+def layer_table(
+    split: SplitModel, image_size: int, dtype, channels: int = 3
+) -> list[dict[str, Any]]:
     """One row per conv / matmul of the eval-mode forward of one image, in execution order."""
     params = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in split.initial_params.items()}
     stats = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in split.initial_stats.items()}
-    image = jax.ShapeDtypeStruct((1, image_size, image_size, 3), dtype)
+    image = jax.ShapeDtypeStruct((1, image_size, image_size, channels), dtype)
 
     def forward(params, stats, image):
         return split.apply(params, stats, image, train=False)[0]

@@ -1,0 +1,187 @@
+"""--mode=benchmark and --mode=analyze at tiny sizes, MACs/CIO by hand, the FLOP counts against
+PyTorch's own counter, and the benchmark scripts end to end on CPU. Nothing here is timed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import pytest
+from flax import nnx
+
+from configs import base
+from models import layers
+from models.hardnet import HarDBlock
+from train_lib import analyze, benchmark
+from train_lib.state import SplitModel
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _main(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "main.py", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _json_lines(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+
+
+@pytest.mark.xdist_group("benchmark")
+def test_benchmark_mode_reports_every_field(tmp_path):
+    proc = _main(
+        "--mode=benchmark",
+        "--config",
+        "configs/hardnet39ds.py",
+        "--config.model.num_classes=10",
+        "--config.train.batch_size=2",
+        "--config.data.image_size=32",
+        "--config.benchmark.steps=2",
+        "--config.benchmark.warmup_steps=1",
+        "--config.benchmark.peak_tflops=1.0",
+        f"--workdir={tmp_path}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = _json_lines(proc.stdout)
+    assert [r["mode"] for r in rows] == ["train", "eval"]
+    for row in rows:
+        assert set(benchmark.FIELDS) <= set(row)
+        assert row["model"] == "hardnet39ds" and row["batch"] == 2 and row["image_size"] == 32
+        assert row["dtype"] == "float32" and row["devices"] == 1
+        assert row["compile_s"] > 0 and row["step_ms"] > 0
+        assert row["img_per_s"] == pytest.approx(2 / (row["step_ms"] / 1e3), rel=0.01)
+        assert 0 < row["mfu"] < 1  # against the 1 TFLOP/s given on the command line
+        assert row["peak_mem_bytes"] > 0
+    # hardnet39ds: 0.43 GMACs at 224 px, so ~0.86 * (32/224)^2 GFLOPs at 32 px; a train step
+    # costs about 3 forwards plus the optimizer's per-parameter work (large at 2 tiny images).
+    fwd = 2 * 429_471_474 * (32 / 224) ** 2
+    eval_row, train_row = rows[1], rows[0]
+    assert 0.8 * fwd < eval_row["flops_per_image"] < 1.3 * fwd
+    optimizer = 40 * 3.5e6 / 2  # <= 40 FLOPs per parameter per step, over 2 images
+    assert 2.5 * fwd < train_row["flops_per_image"] < 3.5 * fwd + optimizer
+    assert "| hardnet39ds | train |" in proc.stdout
+    saved = [json.loads(line) for line in open(tmp_path / "benchmark.jsonl")]
+    assert saved == rows
+
+
+def test_benchmark_mode_rejects_bad_modes():
+    proc = _main(
+        "--mode=benchmark",
+        "--config",
+        "configs/hardnet39ds.py",
+        "--config.benchmark.modes=infer",
+        timeout=300,
+    )
+    assert proc.returncode == 2 and proc.stderr.startswith("error: benchmark.modes")
+    assert "Traceback" not in proc.stderr
+
+
+def test_train_mode_still_needs_a_workdir():
+    proc = _main("--config", "configs/hardnet39ds.py", timeout=120)
+    assert (
+        proc.returncode == 2
+        and proc.stderr.strip() == "error: --workdir is required for --mode=train"
+    )
+
+
+def test_peak_table_and_override():
+    assert benchmark.peak_tflops("NVIDIA H100 80GB HBM3", "bfloat16") == 989.4
+    assert benchmark.peak_tflops("NVIDIA H100 PCIe", "bfloat16") == 756.0
+    assert benchmark.peak_tflops("NVIDIA A100-SXM4-80GB", "float32") == 156.0
+    assert benchmark.peak_tflops("cpu", "float32") is None
+    assert benchmark.peak_tflops("cpu", "float32", override=2.5) == 2.5
+
+
+@pytest.mark.xdist_group("benchmark")
+def test_analyze_mode_reports_every_field(tmp_path):
+    proc = _main(
+        "--mode=analyze",
+        "--config",
+        "configs/hardnet39ds.py",
+        "--config.model.num_classes=10",
+        "--config.data.image_size=32",
+        f"--workdir={tmp_path}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (row,) = _json_lines(proc.stdout)
+    assert row["model"] == "hardnet39ds" and row["params"] > 0
+    assert row["macs"] > row["conv_macs"] > 0 and row["cio_bytes"] > 0
+    assert row["forward_temp_bytes"] > 0 and row["train_temp_bytes"] > row["forward_temp_bytes"]
+    layers_ = row["layers"]
+    assert sum(r["macs"] for r in layers_) == row["macs"]
+    assert sum(r["cio_bytes"] for r in layers_) == row["cio_bytes"]
+    assert layers_[0]["name"] == "base.0.conv" and layers_[0]["input"] == [1, 32, 32, 3]
+    assert layers_[-1]["op"] == "dense" and layers_[-1]["output"] == [1, 10]
+    assert any(r["op"].startswith("dwconv3x3") for r in layers_)
+    assert json.loads(open(tmp_path / "analyze.jsonl").readline()) == row
+
+
+class _OneConv(nnx.Module):
+    def __init__(self, dtype):
+        self.conv = layers.conv2d(6, 10, 3, stride=2, dtype=dtype, rngs=nnx.Rngs(0))
+
+    def __call__(self, x):
+        return self.conv(x)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_single_conv_macs_and_cio_by_hand(dtype):
+    split = SplitModel(nnx.eval_shape(lambda: _OneConv(dtype)))
+    (row,) = analyze.layer_table(split, 16, dtype, channels=6)
+    # 16x16x6 in, 3x3 stride 2 pad 1 -> 8x8x10 out; each output element is 3*3*6 MACs.
+    assert row["name"] == "conv" and row["op"] == "conv3x3/s2"
+    assert row["output"] == [1, 8, 8, 10]
+    assert row["macs"] == 8 * 8 * 10 * 3 * 3 * 6
+    itemsize = 4 if dtype == jnp.float32 else 2
+    assert row["cio_bytes"] == (16 * 16 * 6 + 8 * 8 * 10) * itemsize
+
+
+def test_hardnet_block_macs_by_hand():
+    # growth 4, grmul 1.7, 4 layers on 8 channels: layer k reads k-1, k-2, k-4 (where 2^i | k).
+    # widths (in -> out): 1: 8 -> 4; 2: 4+8 -> 6 (4*1.7=6.8 -> 6); 3: 6 -> 4;
+    # 4: 4+6+8 -> 12 (4*1.7^2=11.56 -> 12). Every layer is a 3x3 conv on an 8x8 map.
+    block = nnx.eval_shape(
+        lambda: HarDBlock(8, 4, 1.7, 4, depthwise=False, dtype=jnp.float32, rngs=nnx.Rngs(0))
+    )
+    rows = analyze.layer_table(SplitModel(block), 8, jnp.float32, channels=8)
+    widths = [(8, 4), (12, 6), (6, 4), (18, 12)]
+    assert [(r["input"][-1], r["output"][-1]) for r in rows] == widths
+    assert [r["name"] for r in rows] == [f"layers.{i}.conv" for i in range(4)]
+    assert sum(r["macs"] for r in rows) == 8 * 8 * 9 * (8 * 4 + 12 * 6 + 6 * 4 + 18 * 12)
+    assert sum(r["cio_bytes"] for r in rows) == 4 * 8 * 8 * sum(i + o for i, o in widths)
+
+
+@pytest.mark.parametrize("name", ["hardnet68", "hardnet39ds", "hrnet_w18_small"])
+def test_macs_agree_with_torch_flop_counter(name):
+    """PyTorch's own counter on the reference implementation (pytorchcv / timm). pytorchcv's
+    HarDNet pools with a fixed 7x7 window, so it needs 224 px (a shape-only trace on our side)."""
+    import timm
+    import torch
+    from pytorchcv.model_provider import get_model
+    from torch.utils.flop_counter import FlopCounterMode
+
+    ref = (
+        get_model(name, pretrained=False) if name.startswith("hardnet") else timm.create_model(name)
+    )
+    ref.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        size = 224 if name.startswith("hardnet") else 64
+        ref(torch.zeros(1, 3, size, size))
+    config = base.get_config()
+    config.model.name, config.data.image_size = name, size
+    ours = analyze.analyze(config, memory=False)["macs"]
+    assert ours == pytest.approx(counter.get_total_flops() / 2, rel=0.02)
+
+
+def test_compiled_flops_of_a_matmul():
+    compiled = jax.jit(lambda a, b: a @ b).lower(jnp.ones((4, 8)), jnp.ones((8, 16))).compile()
+    assert benchmark.compiled_flops(compiled) == 2 * 4 * 8 * 16
