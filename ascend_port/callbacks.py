@@ -1,19 +1,30 @@
-"""Training callbacks: progress/fps logging to metrics.jsonl, keep-N checkpoints, step limit."""
+"""Training callbacks: metrics rows, step-level checkpoints, eval during training, step limit.
+
+MindSpore counts `cur_step_num` from 1 again in every `Model.train` call, so each callback adds
+`step_offset` (the steps done before a resume) to get the global step. In dataset sink mode
+MindSpore calls back once per sink (an epoch): the periodic actions then fire at the first call
+at or after their interval (`due`).
+"""
 
 from __future__ import annotations
 
-import glob
 import json
-import logging
 import os
-import re
 import time
+from collections.abc import Callable
 
 import mindspore as ms
 import numpy as np
+from absl import logging
 from mindspore.train.callback import Callback
 
-log = logging.getLogger("ascend_port.train")
+from ascend_port import workdir as wd
+from ascend_port.errors import UserError
+
+
+def due(step: int, last: int, every: int) -> bool:
+    """Whether a multiple of `every` lies in (last, step]."""
+    return step // every > last // every
 
 
 def _loss(outputs) -> float:
@@ -22,13 +33,32 @@ def _loss(outputs) -> float:
     return float(np.mean(outputs.asnumpy()))
 
 
-class Progress(Callback):
-    """Logs loss, lr and images/s every `log_every` steps and stops after `total_steps`.
+class MetricsFile:
+    """Appends {"step", "split", ...} rows to metrics.jsonl (the JAX side's row format)."""
 
-    In dataset sink mode MindSpore reports once per sink (an epoch), so that is the granularity
-    there. The first interval includes graph compilation. MindSpore counts steps from 1 again
-    after a resume; `step_offset` (steps done before) keeps our count global.
-    """
+    def __init__(self, path: str | None):
+        self.path = path
+
+    def write(self, step: int, split: str, values: dict) -> None:
+        if not self.path:
+            return
+        row = {"step": int(step), "split": split, **{k: float(v) for k, v in values.items()}}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+class _GlobalStep(Callback):
+    def __init__(self, step_offset: int):
+        super().__init__()
+        self.offset = step_offset
+
+    def step(self, run_context) -> int:
+        return run_context.original_args().cur_step_num + self.offset
+
+
+class Progress(_GlobalStep):
+    """Logs loss, lr and images/s every `log_every` steps (the first interval includes graph
+    compilation), refuses a non-finite loss, and stops the run after `last_step`."""
 
     def __init__(
         self,
@@ -36,96 +66,135 @@ class Progress(Callback):
         lrs: np.ndarray,
         global_batch: int,
         log_every: int,
+        last_step: int,
         total_steps: int,
-        metrics_path: str | None,
+        metrics: MetricsFile,
         step_offset: int = 0,
     ):
-        super().__init__()
-        self.lrs, self.global_batch, self.log_every = lrs, global_batch, max(1, log_every)
-        self.total_steps, self.metrics_path, self.offset = total_steps, metrics_path, step_offset
-        self._last_step, self._last_time = step_offset, None
+        super().__init__(step_offset)
+        self.lrs, self.global_batch, self.log_every = lrs, global_batch, log_every
+        self.last_step, self.total_steps, self.metrics = last_step, total_steps, metrics
+        self._last, self._last_time = step_offset, time.perf_counter()
 
     def on_train_begin(self, run_context):
         self._last_time = time.perf_counter()
 
     def on_train_step_end(self, run_context):
-        cb = run_context.original_args()
-        step = cb.cur_step_num + self.offset
-        if step - self._last_step >= self.log_every or step >= self.total_steps:
+        step = self.step(run_context)
+        if due(step, self._last, self.log_every) or step >= self.last_step:
             now = time.perf_counter()
-            record = {
-                "step": step,
-                "epoch": cb.cur_epoch_num,
-                "loss": _loss(cb.net_outputs),
+            row = {
+                "loss": _loss(run_context.original_args().net_outputs),
                 "lr": float(self.lrs[min(step, len(self.lrs)) - 1]),
-                "images_per_sec": self.global_batch
-                * (step - self._last_step)
-                / (now - self._last_time),
-                "seconds_per_step": (now - self._last_time) / (step - self._last_step),
+                "img_per_s": self.global_batch * (step - self._last) / (now - self._last_time),
             }
-            self._last_step, self._last_time = step, now
-            log.info(
-                "step %(step)d epoch %(epoch)d loss %(loss).4f lr %(lr).4g "
-                "%(images_per_sec).1f img/s",
-                record,
+            if not np.isfinite(row["loss"]):
+                raise UserError(
+                    f"the loss is {row['loss']} at step {step}; nothing after the last "
+                    "checkpoint was saved (lower schedule.lr_max?)"
+                )
+            self.metrics.write(step, "train", row)
+            logging.info(
+                "step %d/%d loss %.4f lr %.4g %.1f img/s",
+                step,
+                self.total_steps,
+                row["loss"],
+                row["lr"],
+                row["img_per_s"],
             )
-            if self.metrics_path:
-                with open(self.metrics_path, "a") as f:
-                    f.write(json.dumps(record) + "\n")
-        if step >= self.total_steps:
+            self._last, self._last_time = step, now
+        if step >= self.last_step:
             run_context.request_stop()
 
 
-_CKPT_RE = re.compile(r"-e(\d+)\.ckpt$")
+def _non_finite(network) -> list[str]:
+    return [
+        p.name
+        for p in network.get_parameters()
+        if p.dtype in (ms.float16, ms.float32, ms.bfloat16)
+        and not np.isfinite(p.asnumpy().astype(np.float32)).all()
+    ]
 
 
-def checkpoint_files(directory: str) -> list[str]:
-    """Our checkpoints in `directory`, oldest first."""
-    files = [f for f in glob.glob(os.path.join(directory, "*.ckpt")) if _CKPT_RE.search(f)]
-    return sorted(files, key=lambda f: int(_CKPT_RE.search(f).group(1)))
-
-
-class Checkpoints(Callback):
-    """Saves the train network (weights + optimizer state) every `every_epochs` epochs and at the
-    end, keeping the newest `keep`. Only the writer rank saves (data-parallel weights are equal)."""
+class Checkpoints(_GlobalStep):
+    """Saves the train network (weights + optimizer state) every `every` steps and at the end,
+    atomically, keeping the newest `keep`. Only the writer rank saves (data-parallel weights are
+    equal). A network with a non-finite value is never saved: the run stops naming the step."""
 
     def __init__(
         self,
         *,
-        directory: str,
-        prefix: str,
-        every_epochs: int,
+        workdir: str,
+        model: str,
+        every: int,
         keep: int,
+        last_step: int,
         meta: dict[str, str],
         enabled: bool = True,
         step_offset: int = 0,
     ):
-        super().__init__()
-        self.directory, self.prefix, self.every, self.keep = (
-            directory,
-            prefix,
-            max(1, every_epochs),
-            keep,
-        )
-        self.meta, self.enabled, self.offset, self._saved_epoch = meta, enabled, step_offset, None
+        super().__init__(step_offset)
+        self.workdir, self.model, self.every, self.keep = workdir, model, every, keep
+        self.last_step, self.meta, self.enabled = last_step, meta, enabled
+        self._saved = step_offset
 
-    def _save(self, cb) -> None:
-        epoch = cb.cur_epoch_num
-        if not self.enabled or self._saved_epoch == epoch:
+    def save(self, network, step: int) -> None:
+        if not self.enabled or step == self._saved:
             return
-        os.makedirs(self.directory, exist_ok=True)
-        path = os.path.join(self.directory, f"{self.prefix}-e{epoch:04d}.ckpt")
-        extra = dict(self.meta, epoch_num=int(epoch), step_num=int(cb.cur_step_num + self.offset))
-        ms.save_checkpoint(cb.train_network, path, append_dict=extra)
-        self._saved_epoch = epoch
-        log.info("saved %s", path)
-        for old in checkpoint_files(self.directory)[: -self.keep] if self.keep > 0 else []:
+        bad = _non_finite(network)
+        if bad:
+            last = wd.latest_checkpoint(self.workdir)
+            raise UserError(
+                f"non-finite weights at step {step} ({len(bad)} arrays, e.g. {bad[0]}); not "
+                f"saved; last good checkpoint: {last[1] if last else 'none'}"
+            )
+        path = wd.checkpoint_path(self.workdir, self.model, step)
+        directory = os.path.dirname(path)
+        os.makedirs(directory, exist_ok=True)
+        tmp = os.path.join(directory, f".tmp-{os.path.basename(path)}")
+        ms.save_checkpoint(network, tmp, append_dict=dict(self.meta, step_num=int(step)))
+        os.replace(tmp, path)
+        self._saved = step
+        logging.info("saved %s", path)
+        for _, _, old in wd.checkpoints(self.workdir)[: -self.keep]:
             os.remove(old)
 
-    def on_train_epoch_end(self, run_context):
-        cb = run_context.original_args()
-        if cb.cur_epoch_num % self.every == 0 or run_context.get_stop_requested():
-            self._save(cb)
+    def on_train_step_end(self, run_context):
+        step = self.step(run_context)
+        if due(step, self._saved, self.every) or step >= self.last_step:
+            self.save(run_context.original_args().train_network, step)
 
     def on_train_end(self, run_context):
-        self._save(run_context.original_args())
+        self.save(run_context.original_args().train_network, self.step(run_context))
+
+
+class PeriodicEval(_GlobalStep):
+    """Evaluates every `every` steps and at the last step, writing an "eval" row."""
+
+    def __init__(
+        self,
+        *,
+        evaluate: Callable[[], dict],
+        every: int,
+        total_steps: int,
+        metrics: MetricsFile,
+        step_offset: int = 0,
+    ):
+        super().__init__(step_offset)
+        self.evaluate, self.every, self.total_steps = evaluate, every, total_steps
+        self.metrics, self._last, self.result = metrics, step_offset, {}
+
+    def on_train_step_end(self, run_context):
+        step = self.step(run_context)
+        if due(step, self._last, self.every) or (step >= self.total_steps > self._last):
+            self.result = self.evaluate()
+            self._last = step
+            self.metrics.write(step, "eval", self.result)
+            logging.info(
+                "step %d eval: top1 %.4f top5 %.4f loss %.4f (%d images)",
+                step,
+                self.result["top1"],
+                self.result["top5"],
+                self.result["loss"],
+                self.result["examples"],
+            )

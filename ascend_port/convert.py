@@ -12,16 +12,16 @@ load_param_into_net(strict_load=True). Reading a .ckpt ignores optimizer state.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
 import numpy as np
+from absl import logging
 
 from ascend_port import bridge, canonical, registry, zoo
 from ascend_port import weights as msw
-
-log = logging.getLogger("ascend_port.convert")
+from ascend_port.errors import UserError
+from models.weights_check import WeightsMismatchError
 
 
 def _classifier_width(cell, ms_flat: dict[str, np.ndarray]) -> int | None:
@@ -36,12 +36,18 @@ def _resolve(model: str | None, num_classes: int | None, meta: dict, ms_flat: di
     """(model, num_classes, a fresh cell for them or None). When the class count is read off the
     classifier, the default-width cell built for that is returned for reuse: building a big cell
     takes seconds (HRNet-W64: ~6 s of random init)."""
-    model = model or meta.get("model") or meta.get(msw.META_MODEL)
+    recorded = meta.get("model") or meta.get(msw.META_MODEL)
+    if model and recorded and model != recorded:
+        raise UserError(f"{path} holds {recorded} weights (its metadata says so), not {model}")
+    model = model or recorded
     if not model:
-        raise ValueError(
-            f"{path} does not name its model; pass --model (one of {registry.names()})"
+        raise UserError(
+            f"{path} does not name its model; pass --model (one of {', '.join(registry.names())})"
         )
-    registry.info(model)  # clear error for unknown names
+    try:
+        registry.info(model)
+    except KeyError as e:
+        raise UserError(e.args[0]) from None
     num_classes = num_classes or int(meta.get("num_classes") or meta.get(msw.META_NUM_CLASSES) or 0)
     cell = None
     if not num_classes:
@@ -50,6 +56,23 @@ def _resolve(model: str | None, num_classes: int | None, meta: dict, ms_flat: di
         if num_classes != cell.num_classes:
             cell = None
     return model, num_classes, cell
+
+
+def _as_in_file(
+    error: WeightsMismatchError, file_names: dict[str, str], context: str
+) -> WeightsMismatchError:
+    """The same mismatch with the file's keys spelled as in the file ("ours" where renamed)."""
+
+    def spelled(key: str) -> str:
+        theirs = file_names.get(key, key)
+        return key if theirs == key else f"{theirs} (ours: {key})"
+
+    return WeightsMismatchError(
+        error.missing,
+        [spelled(k) for k in error.unexpected],
+        [(spelled(k), e, g) for k, e, g in error.mismatched],
+        context,
+    )
 
 
 def verify_ckpt(path: str, cell, expected: dict[str, np.ndarray]) -> None:
@@ -73,7 +96,7 @@ def canonical_to_ckpt(
     src: str, dst: str, *, model: str | None = None, num_classes: int | None = None
 ) -> tuple[str, int]:
     """Canonical .safetensors -> MindSpore .ckpt; returns (model, num_classes)."""
-    flat, meta = canonical.read(src)
+    flat, meta = msw.read_canonical(src)
     ms_flat = bridge.canonical_to_ms(flat)
     model, num_classes, cell = _resolve(model, num_classes, meta, ms_flat, src)
     cell = cell or registry.create(model, num_classes=num_classes)
@@ -94,25 +117,40 @@ def ckpt_to_canonical(
 ) -> tuple[str, int]:
     """MindSpore .ckpt (ours or a model-zoo one) -> canonical .safetensors; (model, num_classes)."""
     arrays, meta = msw.read_ckpt(src)
+    file_names = {k: k for k in arrays}
     arrays, dropped = bridge.drop_optimizer_state(arrays)
     if dropped:
-        log.info("%s: ignored %d optimizer-state entries (%s, ...)", src, len(dropped), dropped[0])
+        logging.info(
+            "%s: ignored %d optimizer-state entries (%s, ...)", src, len(dropped), dropped[0]
+        )
     if from_zoo:
         fmt = zoo.get(from_zoo)
         if model and model != fmt.model:
-            raise ValueError(f"--from-zoo {from_zoo} holds {fmt.model}, not {model}")
+            raise UserError(f"--from-zoo {from_zoo} holds {fmt.model}, not {model}")
         model = fmt.model
         names = zoo.rename(from_zoo, arrays)
         arrays = {names[k]: v for k, v in arrays.items()}
+        file_names = {new: old for old, new in names.items()}
     model, num_classes, cell = _resolve(model, num_classes, meta, arrays, src)
     cell = cell or registry.create(model, num_classes=num_classes)
-    msw.assign(cell, arrays, context=f"{src} -> {model}")  # strict: names and shapes
+    try:
+        msw.assign(cell, arrays, context=f"{src} -> {model}")  # strict: names and shapes
+    except WeightsMismatchError as e:
+        raise _as_in_file(e, file_names, f"{src} -> {model}") from None
     canonical.write(bridge.ms_to_canonical(arrays), dst, model=model, num_classes=num_classes)
     return model, num_classes
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage mistake printed as main.py prints one: `error: ...`, exit 2."""
+
+    def error(self, message: str):
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m ascend_port.convert",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -123,7 +161,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="variant name, if the input does not record it")
     parser.add_argument("--num-classes", type=int, help="classifier width, if not recorded")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    logging.use_absl_handler()
+    logging.set_verbosity(logging.INFO)
+    try:
+        return _convert(parser, args)
+    except (UserError, FileNotFoundError, WeightsMismatchError) as e:
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+
+
+def _convert(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     import mindspore as ms
 
     ms.set_device("CPU")
@@ -138,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(
             "convert .safetensors -> .ckpt, or .ckpt -> .safetensors (--from-zoo: .ckpt only)"
         )
-    log.info("wrote %s (%s, %d classes)", args.dst, model, n)
+    logging.info("wrote %s (%s, %d classes)", args.dst, model, n)
     return 0
 
 

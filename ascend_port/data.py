@@ -38,17 +38,17 @@ def _digits_root() -> str:
     root = digits.default_root()
     if not os.path.exists(os.path.join(root, digits.MANIFEST)):
         raise FileNotFoundError(
-            f"--data digits: no digits tree at {root}; write it from the JAX environment with "
+            f"data.source=digits: no digits tree at {root}; write it from the JAX environment with "
             "`.venv/bin/python -c 'from input_pipeline import digits; digits.ensure_tree()'` "
-            "(same $HHL_DATA_DIR), or pass the tree's path to --data"
+            "(same $HHL_DATA_DIR), or pass --config.data.source=folder:<tree>"
         )
     return root
 
 
 def resolve_root(data: str) -> str:
-    """`--data` value -> ImageFolder root (holding train/<class>/ and val/<class>/).
+    """config.data.source -> ImageFolder root (holding train/<class>/ and val/<class>/).
 
-    Accepts a path, 'folder:<path>' (config.data.source syntax) and 'digits'.
+    Accepts 'folder:<path>', 'digits' and a plain path.
     """
     if data == "digits":
         root = _digits_root()
@@ -161,18 +161,38 @@ def _ops(p: Preprocess, train: bool) -> list:
     return [*geometry, V.Normalize(mean=p.mean, std=p.std), V.HWC2CHW()]
 
 
+def num_train_images(config: ConfigDict, root: str) -> int:
+    return msds.ImageFolderDataset(
+        split_dir(root, config.data.train_split), class_indexing=class_indexing(root)
+    ).get_dataset_size()
+
+
 def train_dataset(
-    config: ConfigDict, root: str, *, batch_size: int, rank: int = 0, group_size: int = 1
+    config: ConfigDict,
+    root: str,
+    *,
+    batch_size: int,
+    rank: int = 0,
+    group_size: int = 1,
+    sampler: msds.Sampler | None = None,
 ) -> msds.Dataset:
-    """Shuffled, augmented, batched (drop_remainder) per-device shard of the train split."""
+    """Shuffled, augmented, batched (drop_remainder) per-device shard of the train split; a
+    `sampler` (ascend_port.sampler) replaces MindSpore's shuffle and sharding."""
     workers = max(1, config.data.num_workers) if config.data.num_workers > 0 else None
+    order = (
+        {"sampler": sampler}
+        if sampler is not None
+        else {
+            "shuffle": True,
+            "num_shards": group_size if group_size > 1 else None,
+            "shard_id": rank if group_size > 1 else None,
+        }
+    )
     ds = msds.ImageFolderDataset(
         split_dir(root, config.data.train_split),
-        shuffle=True,
         class_indexing=class_indexing(root),
-        num_shards=group_size if group_size > 1 else None,
-        shard_id=rank if group_size > 1 else None,
         num_parallel_workers=workers,
+        **order,
     )
     ds = ds.map(
         operations=_ops(preprocess(config), train=True),

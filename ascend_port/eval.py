@@ -1,82 +1,101 @@
-"""Evaluate a checkpoint with MindSpore: top-1 / top-5 over every image of the split exactly once.
+"""Evaluation with MindSpore: top-1 / top-5 / loss over every image of the split exactly once.
 
-    python -m ascend_port.eval --config configs/X.py --ckpt FILE --device_target CPU|GPU|Ascend \
-        --data /path/imagenet   # or --data digits
+    python -m ascend_port --mode=eval --config configs/X.py --workdir W \
+        [--config.init_from=FILE] [--config.data.source=folder:/data/imagenet]
 
-FILE is a canonical .safetensors or a MindSpore .ckpt (a training checkpoint's optimizer state is
-ignored). Runs on one device; the last batch is kept, not padded or dropped.
+Evaluates --config.init_from (canonical .safetensors or MindSpore .ckpt; a training
+checkpoint's optimizer state is ignored) or else the workdir's latest checkpoint, and writes
+W/eval_result.json. Runs on one device; the last batch is kept, not padded or dropped.
+`python -m ascend_port.eval` is the same command.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-
 import numpy as np
-from absl import app, flags
-from ml_collections import ConfigDict, config_flags
+from absl import logging
+from ml_collections import ConfigDict
 
-from ascend_port import data, registry, runtime
+from ascend_port import data, registry
 from ascend_port import weights as msw
-
-log = logging.getLogger("ascend_port.eval")
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "config file (configs/*.py)", lock_config=True
-)
-_CKPT = flags.DEFINE_string("ckpt", None, "canonical .safetensors or MindSpore .ckpt")
-_DATA = flags.DEFINE_string(
-    "data", None, "ImageFolder root (train/, val/), folder:<path> or digits"
-)
-_TARGET = flags.DEFINE_string(
-    "device_target", "", "Ascend | GPU | CPU ('' = config.ascend.device_target)"
-)
-_MODE = flags.DEFINE_enum("mode", "graph", ["graph", "pynative"], "MindSpore execution mode")
-_BATCH = flags.DEFINE_integer("batch_size", 0, "0 = train.eval_batch_size or train.batch_size")
-_OUTPUT = flags.DEFINE_string("output_json", "", "also write the result here")
+from ascend_port import workdir as wd
+from ascend_port.errors import UserError
 
 
-def evaluate(config: ConfigDict, ckpt: str, data_arg: str, *, batch_size: int = 0) -> dict:
-    """{'top1', 'top5', 'count', 'model', 'ckpt'}; asserts every image was counted once."""
-    net = registry.create(config.model.name, num_classes=config.model.num_classes)
-    msw.load_weights(net, ckpt)
+def eval_batch_size(config: ConfigDict) -> int:
+    return config.train.eval_batch_size or config.train.batch_size
+
+
+def data_root(config: ConfigDict) -> str:
+    """The ImageFolder root of config.data.source, its classes checked against the model."""
+    root = data.resolve_root(config.data.source)
+    classes = len(data.class_indexing(root))
+    if classes != config.model.num_classes:
+        raise UserError(
+            f"{config.data.source} has {classes} classes but "
+            f"model.num_classes={config.model.num_classes}"
+        )
+    return root
+
+
+def run_eval(config: ConfigDict, net, root: str) -> dict:
+    """{'loss', 'top1', 'top5', 'examples'} of `net` (put in eval mode, restored after)."""
+    was_training = net.training
     net.set_train(False)
-    batch_size = batch_size or config.train.eval_batch_size or config.train.batch_size
-    ds, expected = data.eval_dataset(config, data.resolve_root(data_arg), batch_size=batch_size)
+    ds, expected = data.eval_dataset(config, root, batch_size=eval_batch_size(config))
     k = min(5, config.model.num_classes)
     seen = top1 = topk = 0
+    loss = 0.0
     for images, labels in ds.create_tuple_iterator(num_epochs=1):
-        logits = net(images).asnumpy()
+        logits = net(images).asnumpy().astype(np.float64)
         labels = labels.asnumpy()
         ranked = np.argsort(-logits, axis=1)[:, :k]
         top1 += int((ranked[:, 0] == labels).sum())
         topk += int((ranked == labels[:, None]).any(axis=1).sum())
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        loss -= float(log_probs[np.arange(len(labels)), labels].sum())
         seen += len(labels)
+    net.set_train(was_training)
+    if seen == 0:
+        raise UserError(f"the eval split of {config.data.source} is empty")
     if seen != expected:
         raise RuntimeError(f"evaluated {seen} images, the split has {expected}")
-    return {
-        "model": config.model.name,
-        "ckpt": ckpt,
-        "count": seen,
-        "top1": top1 / max(seen, 1),
-        "top5": topk / max(seen, 1),
-    }
+    return {"loss": loss / seen, "top1": top1 / seen, "top5": topk / seen, "examples": seen}
 
 
-def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    config = _CONFIG.value
-    runtime.setup(runtime.device_target(_TARGET.value, config), _MODE.value)
-    result = evaluate(config, _CKPT.value, _DATA.value, batch_size=_BATCH.value)
-    log.info(
-        "top-1 %.4f top-5 %.4f over %d images", result["top1"], result["top5"], result["count"]
+def weights_to_evaluate(config: ConfigDict, workdir: str) -> str:
+    """config.init_from, else the workdir's latest checkpoint."""
+    if config.init_from:
+        return config.init_from
+    latest = wd.latest_checkpoint(workdir)
+    if latest is None:
+        raise UserError(
+            f"no checkpoint in {wd.checkpoint_dir(workdir)}; train first or pass "
+            "--config.init_from=FILE.safetensors"
+        )
+    return latest[1]
+
+
+def evaluate(config: ConfigDict, workdir: str) -> dict:
+    """Evaluates config.init_from or the latest checkpoint; writes W/eval_result.json."""
+    wd.check(workdir, config.model.name, writing=True)
+    root = data_root(config)
+    path = weights_to_evaluate(config, workdir)
+    net = registry.create(config.model.name, num_classes=config.model.num_classes)
+    msw.load_weights(net, path)
+    result = run_eval(config, net, root)
+    logging.info(
+        "%s: top-1 %.4f top-5 %.4f over %d images",
+        path,
+        result["top1"],
+        result["top5"],
+        result["examples"],
     )
-    print(json.dumps(result))
-    if _OUTPUT.value:
-        with open(_OUTPUT.value, "w") as f:
-            json.dump(result, f)
+    wd.write_eval_result(workdir, {"weights": config.init_from or path, **result})
+    return result
 
 
-if __name__ == "__main__":
-    flags.mark_flags_as_required(["config", "ckpt", "data"])
-    app.run(main)
+if __name__ == "__main__":  # python -m ascend_port.eval: the eval mode of python -m ascend_port
+    from ascend_port import cli
+
+    cli.run(default_mode="eval")

@@ -1,55 +1,50 @@
-"""Export a checkpoint to MindIR or ONNX for inference.
+"""Export weights for inference: canonical .safetensors plus MindIR or ONNX.
 
-    python -m ascend_port.export --config configs/X.py --ckpt FILE --format MINDIR|ONNX --output F
+    python -m ascend_port --mode=export --config configs/X.py --workdir W \
+        [--config.init_from=FILE] [--config.ascend.export_format=ONNX]
+
+Takes --config.init_from or the workdir's latest checkpoint and writes
+W/export/<model>.safetensors (the canonical file main.py reads) and W/export/<model>.mindir
+(or .onnx, config.ascend.export_format). `python -m ascend_port.export` is the same command.
 
 Each export builds a fresh cell: MindSpore 2.10 fails exporting one cell instance twice. The
-input is NCHW float32 (batch_size, 3, S, S), S = --image_size or data.image_size, normalised as in
+input is NCHW float32 (ascend.export_batch_size, 3, S, S), S = data.image_size, normalised as in
 training; shapes are fixed at export time. MindSpore 2.10's ONNX exporter cannot write Erf,
 so exact GELUs (official HLG) are exported with a polynomial erf (error <= 1.5e-7).
 """
 
 from __future__ import annotations
 
-import logging
 import os
 
 import mindspore as ms
 import numpy as np
-from absl import app, flags
-from ml_collections import ConfigDict, config_flags
+from absl import logging
+from ml_collections import ConfigDict
 
-from ascend_port import registry, runtime
+from ascend_port import canonical, registry
+from ascend_port import eval as eval_lib
 from ascend_port import weights as msw
+from ascend_port import workdir as wd
 from ascend_port.cells import layers
-
-log = logging.getLogger("ascend_port.export")
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "config file (configs/*.py)", lock_config=True
-)
-_CKPT = flags.DEFINE_string("ckpt", None, "canonical .safetensors or MindSpore .ckpt")
-_FORMAT = flags.DEFINE_enum("format", "MINDIR", ["MINDIR", "ONNX"], "output format")
-_OUTPUT = flags.DEFINE_string("output", None, "output file (.mindir / .onnx)")
-_TARGET = flags.DEFINE_string(
-    "device_target", "CPU", "Ascend | GPU | CPU (a MindIR made on CPU runs on Ascend)"
-)
-_BATCH = flags.DEFINE_integer("batch_size", 1, "batch size baked into the exported graph")
-_SIZE = flags.DEFINE_integer("image_size", 0, "input size (0 = data.image_size)")
+from ascend_port.errors import UserError
 
 _SUFFIX = {"MINDIR": ".mindir", "ONNX": ".onnx"}
 
 
-def export(
+def export_file(
     config: ConfigDict,
-    ckpt: str,
+    weights: str,
     fmt: str,
     output: str,
     *,
     batch_size: int = 1,
     image_size: int = 0,
 ) -> str:
-    """Writes the exported model; returns its path (MindSpore adds the suffix if it is missing)."""
+    """Writes `weights` as a MindIR/ONNX graph; returns its path (the suffix is added if
+    missing)."""
     net = registry.create(config.model.name, num_classes=config.model.num_classes)  # fresh cell
-    msw.load_weights(net, ckpt)
+    msw.load_weights(net, weights)
     net.set_train(False)
     size = image_size or config.data.image_size
     x = ms.Tensor(np.zeros((batch_size, 3, size, size), np.float32))
@@ -66,25 +61,37 @@ def export(
     else:
         ms.export(net, x, file_name=base, file_format="MINDIR")
     path = base + _SUFFIX[fmt]
-    log.info("wrote %s", path)
+    logging.info("wrote %s", path)
     return path
 
 
-def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    config = _CONFIG.value
-    runtime.setup(runtime.device_target(_TARGET.value, config), "graph")
-    export(
+def export(config: ConfigDict, workdir: str) -> list[str]:
+    """W/export/<model>.safetensors and .mindir/.onnx from init_from or the latest checkpoint."""
+    wd.check(workdir, config.model.name, writing=True)
+    weights = eval_lib.weights_to_evaluate(config, workdir)
+    name, num_classes = config.model.name, config.model.num_classes
+    net = registry.create(name, num_classes=num_classes)
+    msw.load_weights(net, weights)  # strict: refuses weights of another model before writing
+    flat = msw.canonical_flat(net)
+    bad = sorted(k for k, v in flat.items() if not np.isfinite(v).all())
+    if bad:
+        raise UserError(
+            f"{weights} holds non-finite values ({len(bad)} arrays, e.g. {bad[0]}); "
+            "nothing exported"
+        )
+    out = os.path.join(workdir, "export", name)
+    canonical.write(flat, out + ".safetensors", model=name, num_classes=num_classes)
+    graph = export_file(
         config,
-        _CKPT.value,
-        _FORMAT.value,
-        _OUTPUT.value,
-        batch_size=_BATCH.value,
-        image_size=_SIZE.value,
+        out + ".safetensors",
+        config.ascend.export_format,
+        out,
+        batch_size=config.ascend.export_batch_size,
     )
+    return [out + ".safetensors", graph]
 
 
-if __name__ == "__main__":
-    flags.mark_flags_as_required(["config", "ckpt", "output"])
-    app.run(main)
+if __name__ == "__main__":  # python -m ascend_port.export: the export mode of python -m ascend_port
+    from ascend_port import cli
+
+    cli.run(default_mode="export")

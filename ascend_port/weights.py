@@ -14,8 +14,10 @@ from collections.abc import Mapping
 import mindspore as ms
 import numpy as np
 from mindspore import nn
+from safetensors import SafetensorError
 
 from ascend_port import bridge, canonical, ckpt_file
+from ascend_port.errors import UserError
 from models.weights_check import check_compatible
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,15 @@ def cell_flat(cell: nn.Cell) -> dict[str, np.ndarray]:
 def canonical_flat(cell: nn.Cell) -> dict[str, np.ndarray]:
     """The cell's weights in canonical names and layouts."""
     return bridge.ms_to_canonical(cell_flat(cell))
+
+
+def read_canonical(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """canonical.read, with a file that is not safetensors reported as a UserError."""
+    try:
+        return canonical.read(path)
+    except SafetensorError as e:
+        what = "empty" if os.path.getsize(path) == 0 else f"not a safetensors file ({e})"
+        raise UserError(f"{os.fspath(path)} is {what}") from None
 
 
 def read_ckpt(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -107,10 +118,13 @@ def load_weights(cell: nn.Cell, path: str | os.PathLike) -> nn.Cell:
     name = getattr(cell, "variant", type(cell).__name__)
     context = f"{path} -> {name}"
     if path.endswith(".safetensors"):
-        flat, _ = canonical.read(path)
+        flat, _ = read_canonical(path)
         check_compatible(bridge.ms_shapes_to_canonical(cell_shapes(cell)), flat, context)
         return assign(cell, bridge.canonical_to_ms(flat), context=context)
     if path.endswith(".ckpt"):
         arrays, _ = read_ckpt(path)
         return assign(cell, network_entries(arrays, cell, source=path), context=context)
-    raise ValueError(f"{path}: expected a canonical .safetensors or a MindSpore .ckpt file")
+    hint = ""
+    if path.endswith((".pth", ".pt", ".bin")):
+        hint = "; convert PyTorch weights first with python -m models.torch_import"
+    raise UserError(f"{path}: expected a canonical .safetensors or a MindSpore .ckpt file{hint}")

@@ -57,6 +57,8 @@ def get_config() -> ConfigDict:
     c.train.checkpoint_every_steps = 1000  # also checkpoints at the end
     c.train.keep_checkpoints = 3
     c.train.eval_batch_size = config_dict.placeholder(int)  # None = train.batch_size
+    c.train.freeze_backbone_epochs = 0.0  # fine-tuning: only the classifier learns for the
+    # first N epochs (0 = off)
     c.train.tensorboard = True  # TensorBoard events in <workdir>/tensorboard (needs TensorFlow)
 
     c.optim = ConfigDict()
@@ -70,6 +72,8 @@ def get_config() -> ConfigDict:
     c.optim.adam_b1 = 0.9
     c.optim.adam_b2 = 0.999
     c.optim.adam_eps = 1e-8
+    # Fine-tuning: the backbone (every weight but the classifier) learns at lr * this.
+    c.optim.backbone_lr_scale = 1.0  # 1.0 = same lr as the head
 
     c.schedule = ConfigDict()
     c.schedule.name = "cosine"  # cosine | linear | step (each after a linear warmup)
@@ -92,11 +96,16 @@ def get_config() -> ConfigDict:
     c.benchmark.peak_tflops = config_dict.placeholder(float)  # per device; None = built-in table
     c.benchmark.analyze_batch = 1  # --mode=analyze: batch of the compiled programs' memory figures
 
-    # MindSpore side (ascend_port.train / eval / export).
+    # MindSpore side (python -m ascend_port). Checkpoint and eval intervals, batch sizes and
+    # keep-N are the train.* fields above, shared with the JAX side.
     c.ascend = ConfigDict()
     c.ascend.device_target = "Ascend"  # Ascend | GPU | CPU
-    c.ascend.amp_level = "O2"  # O0 | O1 | O2 | O3
+    c.ascend.mode = "graph"  # MindSpore execution mode: graph (compiled) | pynative (eager)
+    c.ascend.dataset_sink = config_dict.placeholder(bool)  # None = on unless CPU; sink mode
+    # runs a whole epoch per call, so logs, checkpoints and evals happen at epoch ends only
+    c.ascend.amp_level = "O2"  # O0 | O1 | O2 | O3 (CPU always trains in float32)
     c.ascend.loss_scale = 1024.0  # fixed loss scale under fp16
-    c.ascend.save_every_epochs = 1
-    c.ascend.keep_checkpoints = 5
+    c.ascend.export_format = "MINDIR"  # MINDIR | ONNX: --mode=export writes it next to the
+    # canonical .safetensors in <workdir>/export/
+    c.ascend.export_batch_size = 1  # batch baked into the exported graph (shapes are fixed)
     return c

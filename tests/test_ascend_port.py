@@ -43,6 +43,7 @@ PARITY_INPUTS = {
 # Logits are compared for every variant, widths included (8-20 s each here on both sides).
 PARITY_NAMES = NAMES
 ONNX_NAMES = ["hardnet39ds", "hrnet_w18_small", "hlg_mobile"]  # one per family, hlg_zoo aside
+MINDIR_NAMES = ["hardnet39ds", "hrnet_w18_small", "hlg_mobile"]
 # Eval preprocessing of ascend_port.data against input_pipeline, on PNGs (lossless: the two JPEG
 # decoders differ, see ascend_port/data.py) of odd sizes and aspect ratios.
 EVAL_PREPROCESS = {"image_size": 32, "crop_pct": 0.875, "interpolations": ["bilinear", "bicubic"]}
@@ -187,6 +188,7 @@ def port(flax_side):
         "parity": {name: _parity_keys(name) for name in PARITY_NAMES},
         "mismatch": "hardnet39ds",
         "onnx": ONNX_NAMES,
+        "mindir": MINDIR_NAMES,
         "zoo": sorted(zoo.FORMATS),
         "preprocess": {"root": str(d / "preprocess"), **EVAL_PREPROCESS},
     }
@@ -449,6 +451,15 @@ def test_onnx_export_matches_flax(port, name):
     assert r["max_abs_diff"] <= TOL and r["argmax_equal"], r
 
 
+@pytest.mark.parametrize("name", MINDIR_NAMES)
+def test_mindir_export_loads_as_graph_cell_with_the_cells_logits(port, name):
+    """ascend_port.export writes MindIR; mindspore.load + nn.GraphCell gives the cell's logits."""
+    _, results, _ = port
+    r = _ok(results, f"mindir/{name}")
+    assert r["path"].endswith(".mindir") and r["shape"][1] == NUM_CLASSES, r
+    assert r["max_abs_diff"] <= 1e-5 and r["argmax_equal"], r
+
+
 # --------------------------------------------------------------------------- CLIs
 def _image_folder(root, classes: int = 3, train: int = 8, val: int = 3) -> int:
     """Solid colours plus noise, one colour per class: learnable in a few steps."""
@@ -467,64 +478,67 @@ def _image_folder(root, classes: int = 3, train: int = 8, val: int = 3) -> int:
 
 
 @pytest.mark.xdist_group("ascend_train")
-def test_train_lowers_loss_and_eval_reads_its_checkpoint(tmp_path):
+def test_train_resumes_mid_epoch_lowers_loss_and_eval_reads_its_checkpoint(tmp_path):
+    """python -m ascend_port trains 10 steps and stops (train.stop_after_steps), a second run
+    resumes from the step-10 checkpoint in the middle of epoch 4 and trains to 18; the loss falls,
+    metrics.jsonl holds one row per step and split, eval runs during training, and
+    python -m ascend_port.eval evaluates the newest checkpoint of the workdir."""
     ascend_python()
     n_val = _image_folder(tmp_path / "data")
+    workdir = tmp_path / "run"
     common = [
         "--config",
         "configs/base.py",
+        "--workdir",
+        str(workdir),
         "--config.model.name=hardnet39ds",
         "--config.model.num_classes=3",
         "--config.data.image_size=32",
+        f"--config.data.source=folder:{tmp_path / 'data'}",
+        "--config.ascend.device_target=CPU",
     ]
-    run_ascend(
-        [
-            "-m",
-            "ascend_port.train",
-            *common,
-            "--data",
-            str(tmp_path / "data"),
-            "--output_dir",
-            str(tmp_path / "run"),
-            "--device_target",
-            "CPU",
-            "--config.train.batch_size=8",
-            "--config.train.steps=18",
-            "--config.train.log_every_steps=1",
-            "--config.schedule.lr_max=0.02",
-            "--config.schedule.reference_batch_size=8",
-            "--config.ascend.save_every_epochs=1",
-            "--config.ascend.keep_checkpoints=2",
-        ]
-    )
-    records = [
-        json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    train = [
+        "-m",
+        "ascend_port",
+        *common,
+        "--config.train.batch_size=8",
+        "--config.train.steps=18",
+        "--config.train.log_every_steps=1",
+        "--config.train.checkpoint_every_steps=3",
+        "--config.train.keep_checkpoints=2",
+        "--config.train.eval_every_epochs=4",  # 3 steps per epoch: evals at 12 and 18
+        "--config.schedule.lr_max=0.02",
+        "--config.schedule.reference_batch_size=8",
+        "--config.ascend.mode=pynative",  # no graph compiles: faster for 18 tiny steps
     ]
-    losses = [r["loss"] for r in records]
-    assert len(losses) == 18 and all(np.isfinite(losses))
+    run_ascend([*train, "--config.train.stop_after_steps=10"])
+    ckpts = sorted((workdir / "checkpoints").glob("*.ckpt"))
+    assert [c.name for c in ckpts] == ["hardnet39ds-s00000009.ckpt", "hardnet39ds-s00000010.ckpt"]
+    out = run_ascend(train)
+    assert "resumed from step 10" in out.stderr
+    rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    train_rows = [r for r in rows if r["split"] == "train"]
+    assert [r["step"] for r in train_rows] == list(range(1, 19))
+    assert [r["step"] for r in rows if r["split"] == "eval"] == [12, 18]
+    losses = [r["loss"] for r in train_rows]
+    assert all(np.isfinite(losses))
     # Batches of 8 with BatchNorm are noisy: the median resists a single bad batch.
     assert np.median(losses[-6:]) < 0.5 * np.mean(losses[:3]), losses
-    ckpts = sorted((tmp_path / "run" / "checkpoints").glob("*.ckpt"))
-    assert [c.name for c in ckpts] == ["hardnet39ds-e0005.ckpt", "hardnet39ds-e0006.ckpt"]
-    out = run_ascend(
+    ckpts = sorted((workdir / "checkpoints").glob("*.ckpt"))
+    assert [c.name for c in ckpts] == ["hardnet39ds-s00000015.ckpt", "hardnet39ds-s00000018.ckpt"]
+    assert json.loads((workdir / "config.json").read_text())["model"]["name"] == "hardnet39ds"
+    run_ascend(
         [
             "-m",
             "ascend_port.eval",
             *common,
-            "--ckpt",
-            str(ckpts[-1]),
-            "--device_target",
-            "CPU",
-            "--data",
-            str(tmp_path / "data"),
-            "--mode",
-            "pynative",
-            "--batch_size",
-            "4",
+            "--config.ascend.mode=pynative",
+            "--config.train.eval_batch_size=4",
         ]
     )
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["count"] == n_val
+    result = json.loads((workdir / "eval_result.json").read_text())
+    assert result["examples"] == n_val
+    assert result["weights"].endswith("hardnet39ds-s00000018.ckpt")
     assert 0.0 <= result["top1"] <= result["top5"] <= 1.0
 
 
@@ -549,21 +563,22 @@ def test_same_checkpoint_evaluates_the_same_on_digits(tmp_path):
     jax_result = loop.evaluate(config, workdir)  # what main.py --mode=eval runs
     ckpt = str(tmp_path / "hardnet39ds.ckpt")
     run_ascend(["-m", "ascend_port.convert", exported, ckpt])
-    out = run_ascend(
+    ms_workdir = tmp_path / "ms"
+    run_ascend(
         [
             "-m",
-            "ascend_port.eval",
+            "ascend_port",
+            "--mode=eval",
             "--config",
             "configs/demo.py",
-            "--ckpt",
-            ckpt,
-            "--device_target",
-            "CPU",
-            "--data",
-            "digits",
+            "--workdir",
+            str(ms_workdir),
+            f"--config.init_from={ckpt}",
+            "--config.ascend.device_target=CPU",
         ]
     )
-    ms_result = json.loads(out.stdout.strip().splitlines()[-1])
+    ms_result = json.loads((ms_workdir / "eval_result.json").read_text())
+    ms_result["count"] = ms_result["examples"]
     print(f"digits top-1: JAX {jax_result['top1']:.4f}, MindSpore {ms_result['top1']:.4f}")
     assert ms_result["count"] == jax_result["examples"] == digits.NUM_VAL
     assert jax_result["top1"] > 0.5, jax_result  # trained, far from chance (0.1)

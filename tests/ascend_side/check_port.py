@@ -228,7 +228,7 @@ def onnx_export(d: str, name: str, num_classes: int, inputs, key: str) -> dict:
     config.model.name, config.model.num_classes = name, num_classes
     x = inputs[key]
     config.data.image_size = x.shape[1]
-    path = ms_export.export(
+    path = ms_export.export_file(
         config,
         os.path.join(d, f"{name}.safetensors"),
         "ONNX",
@@ -242,6 +242,30 @@ def onnx_export(d: str, name: str, num_classes: int, inputs, key: str) -> dict:
     return {
         "max_abs_diff": float(np.abs(logits - ref).max()),
         "argmax_equal": bool((logits.argmax(1) == ref.argmax(1)).all()),
+    }
+
+
+def mindir_export(d: str, name: str, num_classes: int, inputs, key: str) -> dict:
+    """Exports MindIR, loads it with mindspore.load + nn.GraphCell, compares with the cell."""
+    config = _base_config()
+    config.model.name, config.model.num_classes = name, num_classes
+    x = inputs[key]
+    config.data.image_size = x.shape[1]
+    weights = os.path.join(d, f"{name}.safetensors")
+    path = ms_export.export_file(
+        config, weights, "MINDIR", os.path.join(d, f"{name}.mindir"), batch_size=x.shape[0]
+    )
+    graph = ms.nn.GraphCell(ms.load(path))
+    images = ms.Tensor(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+    loaded = graph(images).asnumpy()
+    cell = ascend_port.create(name, num_classes=num_classes)
+    ascend_port.load_weights(cell, weights)
+    ref = cell(images).asnumpy()
+    return {
+        "path": path,
+        "shape": list(loaded.shape),
+        "max_abs_diff": float(np.abs(loaded - ref).max()),
+        "argmax_equal": bool((loaded.argmax(1) == ref.argmax(1)).all()),
     }
 
 
@@ -264,6 +288,11 @@ def main(d: str) -> None:
     for name in manifest["onnx"]:
         key = manifest["parity"][name][0]
         _record(results, f"onnx/{name}", lambda n_=name, k=key: onnx_export(d, n_, n, inputs, k))
+    for name in manifest.get("mindir", []):
+        key = manifest["parity"][name][0]
+        _record(
+            results, f"mindir/{name}", lambda n_=name, k=key: mindir_export(d, n_, n, inputs, k)
+        )
     _record(results, "optimizers", lambda: optimizer_steps(d))
     _record(results, "low_memfree", lambda: low_memfree(d))
     if manifest.get("preprocess"):
