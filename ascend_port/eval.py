@@ -79,10 +79,10 @@ def weights_to_evaluate(config: ConfigDict, workdir: str) -> str:
 def evaluate(config: ConfigDict, workdir: str) -> dict:
     """Evaluates config.init_from or the latest checkpoint; writes W/eval_result.json."""
     wd.check(workdir, config.model.name, writing=True)
-    root = data_root(config)
     path = weights_to_evaluate(config, workdir)
     net = registry.create(config.model.name, num_classes=config.model.num_classes)
     msw.load_weights(net, path)
+    root = data_root(config)
     result = run_eval(config, net, root)
     logging.info(
         "%s: top-1 %.4f top-5 %.4f over %d images",

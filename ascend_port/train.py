@@ -93,6 +93,15 @@ def train(config: ConfigDict, workdir: str, *, distributed: bool = False) -> dic
     checks.batch_fits(config, size)
     ms.set_seed(config.seed)
     msds.config.set_seed(config.seed)
+    net = registry.create(
+        name,
+        num_classes=num_classes,
+        drop_rate=config.model.drop_rate,
+        drop_path_rate=config.model.drop_path_rate,
+    )
+    resuming = wd.latest_checkpoint(workdir) is not None
+    if config.init_from and not resuming:
+        finetune.load_init(net, config.init_from)
     root = eval_lib.data_root(config)
     per_device = config.train.batch_size // size
     num_images = data.num_train_images(config, root)
@@ -111,15 +120,6 @@ def train(config: ConfigDict, workdir: str, *, distributed: bool = False) -> dic
         global_batch=config.train.batch_size,
     )
 
-    net = registry.create(
-        name,
-        num_classes=num_classes,
-        drop_rate=config.model.drop_rate,
-        drop_path_rate=config.model.drop_path_rate,
-    )
-    resuming = wd.latest_checkpoint(workdir) is not None
-    if config.init_from and not resuming:
-        finetune.load_init(net, config.init_from)
     net.set_train(True)
     target = config.ascend.device_target
     model = _build_model(config, net, lrs, epochs * steps_per_epoch, target)

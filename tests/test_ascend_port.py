@@ -586,3 +586,127 @@ def test_same_checkpoint_evaluates_the_same_on_digits(tmp_path):
         ms_result,
         jax_result,
     )
+
+
+# --------------------------------------------------------------------------- user mistakes
+_MAKE_BAD_FILES = """
+import sys, numpy as np, mindspore as ms
+d = sys.argv[1]
+params = [{"name": "w", "data": ms.Tensor(np.ones((64, 64), np.float32))}]
+ms.save_checkpoint(params, d + "/good.ckpt")
+data = open(d + "/good.ckpt", "rb").read()
+open(d + "/truncated.ckpt", "wb").write(data[: len(data) // 2])
+open(d + "/empty.ckpt", "wb").close()
+head = [{"name": "head.dense.weight", "data": ms.Tensor(np.ones((10, 1024), np.float32))},
+        {"name": "head.dense.bias", "data": ms.Tensor(np.ones((10,), np.float32))}]
+ms.save_checkpoint(head, d + "/foreign.ckpt")
+"""
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bad_files")
+    run_ascend(["-c", _MAKE_BAD_FILES, str(d)])
+    (d / "garbage.safetensors").write_bytes(b"not safetensors at all" * 10)
+    (d / "model.pth").write_bytes(b"PK\x03\x04" + b"\0" * 60)
+    (d / "a_file").write_text("")
+    other = d / "other_model" / "checkpoints"
+    other.mkdir(parents=True)
+    (other / "hardnet68-s00000003.ckpt").write_bytes(b"x")
+    return d
+
+
+_BASE = ["--config", "configs/demo.py", "--config.ascend.device_target=CPU"]
+# (arguments after `python -m ascend_port` or `-m ascend_port.convert`, what the line names).
+# {d} is the fixture's folder, {w} a fresh workdir (or one of the fixture's).
+BAD_INPUTS = {
+    "source": (["--workdir", "{w}", "--config.data.source=imagenet"], "data.source"),
+    "tfds": (["--workdir", "{w}", "--config.data.source=tfds:mnist"], "ImageFolder"),
+    "batch_0": (["--workdir", "{w}", "--config.train.batch_size=0"], "train.batch_size=0"),
+    "batch_neg": (["--workdir", "{w}", "--config.train.batch_size=-8"], "train.batch_size=-8"),
+    "eval_batch": (["--workdir", "{w}", "--config.train.eval_batch_size=0"], "eval_batch_size"),
+    "unknown_key": (["--workdir", "{w}", "--config.train.batch_sise=3"], "batch_sise"),
+    "drop_path": (["--workdir", "{w}", "--config.model.drop_path_rate=0.1"], "drop_path_rate"),
+    "hlg_size": (["--workdir", "{w}", "--config.model.name=hlg_tiny"], "224"),
+    "model": (["--workdir", "{w}", "--config.model.name=resnet50"], "resnet50"),
+    "target": (["--workdir", "{w}", "--config.ascend.device_target=TPU"], "device_target"),
+    "old_flag": (["--workdir", "{w}", "--data", "digits"], "--config.data.source"),
+    "config_missing": (["--workdir", "{w}", "--config", "configs/nope.py"], "configs/nope.py"),
+    "workdir_file": (["--workdir", "{d}/a_file"], "is a file"),
+    "other_model": (["--workdir", "{d}/other_model"], "hardnet68"),
+    "no_checkpoint": (["--workdir", "{w}", "--mode=eval"], "no checkpoint"),
+    "empty_ckpt": (
+        ["--workdir", "{w}", "--mode=eval", "--config.init_from={d}/empty.ckpt"],
+        "empty",
+    ),
+    "truncated_ckpt": (
+        ["--workdir", "{w}", "--mode=eval", "--config.init_from={d}/truncated.ckpt"],
+        "truncated",
+    ),
+    "foreign_ckpt": (
+        ["--workdir", "{w}", "--mode=export", "--config.init_from={d}/foreign.ckpt"],
+        "head.dense.weight",
+    ),
+    "garbage_safetensors": (
+        ["--workdir", "{w}", "--mode=eval", "--config.init_from={d}/garbage.safetensors"],
+        "not a safetensors file",
+    ),
+    "pth": (["--workdir", "{w}", "--config.init_from={d}/model.pth"], "torch_import"),
+    "train_empty_ckpt": (["--workdir", "{w}", "--config.init_from={d}/empty.ckpt"], "empty"),
+}
+BAD_CONVERTS = {
+    "convert_empty": (["{d}/empty.ckpt", "{w}/out.safetensors"], "empty"),
+    "convert_truncated": (["{d}/truncated.ckpt", "{w}/out.safetensors"], "truncated"),
+    "convert_foreign": (
+        ["{d}/foreign.ckpt", "{w}/out.safetensors", "--model", "hardnet39ds"],
+        "head.dense.weight",
+    ),
+    "convert_kinds": (["{d}/model.pth", "{w}/out.txt"], "convert .safetensors"),
+    "convert_model": (["{d}/foreign.ckpt", "{w}/o.safetensors", "--model", "x"], "unknown model"),
+}
+
+
+def _tree(path) -> dict:
+    if not os.path.exists(path):
+        return {}
+    if os.path.isfile(path):
+        return {".": open(path, "rb").read()}
+    return {
+        os.path.relpath(os.path.join(root, f), path): open(os.path.join(root, f), "rb").read()
+        for root, _, files in os.walk(path)
+        for f in files
+    }
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS) + sorted(BAD_CONVERTS))
+def test_user_mistake_is_one_error_line_exit_2_workdir_untouched(bad_files, tmp_path, case):
+    module, (args, named) = (
+        ("ascend_port", BAD_INPUTS[case])
+        if case in BAD_INPUTS
+        else ("ascend_port.convert", BAD_CONVERTS[case])
+    )
+    fresh = tmp_path / "w"
+    args = [a.format(d=bad_files, w=fresh) for a in args]
+    if module == "ascend_port":
+        args = [*_BASE, *args]
+        workdir = args[args.index("--workdir") + 1]
+    else:
+        fresh.mkdir()
+        workdir = str(fresh)
+    before = _tree(workdir)
+    env = dict(os.environ, PYTHONPATH=REPO, PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION="upb")
+    proc = subprocess.run(
+        [ascend_python(), "-m", module, *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert len(errors) == 1 and named in errors[0], proc.stderr[-3000:]
+    assert _tree(workdir) == before
+    if module == "ascend_port" and workdir == str(fresh):
+        assert not fresh.exists()  # nothing created either
