@@ -30,7 +30,10 @@ def get_config() -> ConfigDict:
     c.data.image_size = 224  # train crop and eval crop size
     c.data.crop_pct = config_dict.placeholder(float)  # eval resize = size / crop_pct; None = model's
     c.data.interpolation = config_dict.placeholder(str)  # bilinear | bicubic; None = model's
-    c.data.crop_min = 0.08  # random-resized-crop minimum area fraction
+    c.data.crop_min = 0.08  # random-resized-crop area fraction bounds [crop_min, crop_max]
+    c.data.crop_max = 1.0
+    c.data.ratio_min = 3.0 / 4.0  # random-resized-crop aspect-ratio (w/h) bounds
+    c.data.ratio_max = 4.0 / 3.0
     c.data.random_flip = True  # random horizontal flip in training (off for digits and text)
     c.data.shuffle_buffer = 16_384  # examples per host
     c.data.cache = False  # cache the undecoded bytes in RAM (about 150 GB for ImageNet)
@@ -39,11 +42,19 @@ def get_config() -> ConfigDict:
     c.data.num_train_examples = config_dict.placeholder(int)  # None = from the source
     c.data.synthetic_num_classes = 1000  # source 'synthetic': labels are drawn from [0, this)
     c.data.synthetic_eval_examples = 50_000  # source 'synthetic': size of its eval split
-    # Augmentations of the transformer recipes; non-zero values need the recipes issue.
-    c.data.auto_augment = ""  # '' | 'imagenet' (AutoAugment policy) | 'rand-m9-mstd0.5-inc1'
+    # Augmentations of the transformer recipes, with timm's definitions (input_pipeline/
+    # augment_rules.py). Order after crop and flip: auto_augment, colour jitter; random erasing
+    # acts on the normalised image (on device on the JAX side).
+    # '' | 'imagenet' (AutoAugment's ImageNet policy = timm 'original'[-mstd<f>]) | timm's
+    # RandAugment string 'rand-m<M>[-n<N>][-mstd<f>][-mmax<M>][-p<f>][-inc<0|1>]', e.g.
+    # 'rand-m9-mstd0.5-inc1' (2 ops of the increasing set, magnitude ~ N(9, 0.5) of 10).
+    c.data.auto_augment = ""
+    # Colour jitter strength s (torchvision ColorJitter(s, s, s)); timm ignores it when
+    # auto_augment is set, here both apply, so recipes with auto_augment leave it 0.
+    c.data.color_jitter = 0.0
     c.data.mixup = 0.0  # mixup alpha
     c.data.cutmix = 0.0  # cutmix alpha
-    c.data.random_erase = 0.0  # random erasing probability
+    c.data.random_erase = 0.0  # random erasing probability (timm mode 'pixel', one rectangle)
 
     c.train = ConfigDict()
     c.train.batch_size = 256  # global

@@ -3,8 +3,10 @@
 Swin-derived: AdamW, lr 5e-4 / warmup 5e-7 / min 5e-6 for every 512 images, 20 warmup epochs then
 cosine over 300 epochs, weight decay 0.05, gradient clipping 5.0, label smoothing 0.1, mixup 0.8 +
 cutmix 1.0, RandAugment rand-m9-mstd0.5-inc1, random erasing 0.25, bicubic, drop path 0.2.
-Not expressible here: the model EMA (0.99996) and color jitter 0.4. The no-weight-decay list is
-unpublished; Swin's rule (no decay on 1-D params and biases) is decay_norm_and_bias=False.
+Not expressible here: the model EMA (0.99996). Swin's COLOR_JITTER 0.4 is inert: timm's
+create_transform applies colour jitter only without auto_augment, so it is 0 here. The
+no-weight-decay list is unpublished; Swin's rule (no decay on 1-D params and biases) is
+decay_norm_and_bias=False.
 """
 
 from ml_collections import ConfigDict
@@ -23,6 +25,7 @@ def paper_recipe(model_name: str) -> ConfigDict:
     c.data.crop_pct = 0.875
     c.data.interpolation = "bicubic"
     c.data.auto_augment = "rand-m9-mstd0.5-inc1"
+    c.data.color_jitter = 0.0  # Swin's 0.4, unused by timm next to RandAugment
     c.data.mixup = 0.8
     c.data.cutmix = 1.0
     c.data.random_erase = 0.25

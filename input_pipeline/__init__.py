@@ -132,6 +132,11 @@ def train_batches(
             random_flip=data.random_flip,
             interpolation=interpolation,
             num_workers=data.num_workers,
+            crop_max=data.get("crop_max", 1.0),
+            aspect_range=(data.get("ratio_min", 3 / 4), data.get("ratio_max", 4 / 3)),
+            auto_augment=data.get("auto_augment", ""),
+            color_jitter=data.get("color_jitter", 0.0),
+            random_erase=data.get("random_erase", 0.0),
         ),
     )
 

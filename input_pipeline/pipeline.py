@@ -20,7 +20,7 @@ from collections.abc import Iterator
 import numpy as np
 from absl import logging
 
-from input_pipeline import preprocess
+from input_pipeline import augment, augment_rules, preprocess
 from input_pipeline.readers import Reader, data_options, num_parallel
 from input_pipeline.tf_runtime import tf
 
@@ -35,6 +35,11 @@ class TrainSettings:
     interpolation: str
     random_flip: bool
     num_workers: int
+    crop_max: float = 1.0
+    aspect_range: tuple[float, float] = preprocess.ASPECT_RANGE
+    auto_augment: str = ""  # data.auto_augment (augment_rules syntax)
+    color_jitter: float = 0.0
+    random_erase: float = 0.0  # > 0: each example carries its erasing box ('erase', int32 [4])
 
 
 def _decode_all(ds: tf.data.Dataset, per_record, num_workers: int) -> tf.data.Dataset:
@@ -47,13 +52,16 @@ def _decode_all(ds: tf.data.Dataset, per_record, num_workers: int) -> tf.data.Da
     )
 
 
-def _failed(size: int):
+def _failed(size: int, erase: bool = False):
     def failed(record: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        return {
+        out = {
             "image": tf.zeros([size, size, 3], tf.uint8),
             "label": record["label"],
             "name": record["name"],
         }
+        if erase:
+            out["erase"] = tf.zeros([4], tf.int32)
+        return out
 
     return failed
 
@@ -76,6 +84,7 @@ def _epoch_records(
 
 
 def _train_batches(records: tf.data.Dataset, cfg: TrainSettings) -> tf.data.Dataset:
+    spec = augment_rules.parse(cfg.auto_augment)
     def train(r: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         seed = preprocess.example_seed(cfg.seed, r["epoch"], cfg.process_index, r["position"])
         image = preprocess.train_image(
@@ -85,10 +94,21 @@ def _train_batches(records: tf.data.Dataset, cfg: TrainSettings) -> tf.data.Data
             crop_min=cfg.crop_min,
             interpolation=cfg.interpolation,
             flip=cfg.random_flip,
+            crop_max=cfg.crop_max,
+            aspect_range=cfg.aspect_range,
         )
-        return {"image": image, "label": r["label"], "name": r["name"]}
+        out = {"label": r["label"], "name": r["name"]}
+        fold_in = tf.random.experimental.stateless_fold_in
+        if spec is not None or cfg.color_jitter > 0:  # own seeds: crops stay as without them
+            image = augment.augment_image(image, fold_in(seed, 1), spec, cfg.color_jitter)
+        if cfg.random_erase > 0:
+            out["erase"] = augment.erase_box(
+                fold_in(seed, 2), cfg.image_size, cfg.image_size, cfg.random_erase
+            )
+        return {"image": image, **out}
 
-    ds = _decode_all(records, preprocess.guarded(train, _failed(cfg.image_size)), cfg.num_workers)
+    failed = _failed(cfg.image_size, erase=cfg.random_erase > 0)
+    ds = _decode_all(records, preprocess.guarded(train, failed), cfg.num_workers)
     ds = ds.batch(cfg.local_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
     return ds.with_options(data_options(cfg.num_workers))
 
@@ -103,6 +123,7 @@ class _SkipLog:
     def repair(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         ok = batch["ok"]
         image, label = batch["image"], batch["label"]
+        extra = {"erase": batch["erase"]} if "erase" in batch else {}
         if not ok.all():
             good = np.flatnonzero(ok)
             bad = np.flatnonzero(~ok)
@@ -125,7 +146,7 @@ class _SkipLog:
                         len(self.names),
                         self.replaced,
                     )
-        return {"image": image, "label": label}
+        return {"image": image, "label": label, **extra}
 
 
 def train_iterator(
@@ -140,8 +161,12 @@ def train_iterator(
         )
     if start_step < 0:
         raise ValueError(f"start_step must be >= 0, got {start_step}")
-    if not 0.0 < cfg.crop_min <= 1.0:
-        raise ValueError(f"data.crop_min must be in (0, 1], got {cfg.crop_min}")
+    if not 0.0 < cfg.crop_min <= cfg.crop_max <= 1.0:
+        raise ValueError(
+            f"data.crop_min/crop_max must satisfy 0 < min <= max <= 1, got {cfg.crop_min}, "
+            f"{cfg.crop_max}"
+        )
+    augment_rules.parse(cfg.auto_augment)
     preprocess.check_interpolation(cfg.interpolation)
     reader.prepare()
     return _train_generator(reader, steps_per_epoch, start_step, cfg)

@@ -68,12 +68,14 @@ def _resize(image: tf.Tensor, size: int, interpolation: str) -> tf.Tensor:
     return resized
 
 
-def _clamped_centre_window(height: tf.Tensor, width: tf.Tensor) -> Window:
-    """The largest centred window whose aspect ratio is within ASPECT_RANGE (the crop fallback)."""
+def _clamped_centre_window(
+    height: tf.Tensor, width: tf.Tensor, aspect_range: tuple[float, float] = ASPECT_RANGE
+) -> Window:
+    """The largest centred window whose aspect ratio is within aspect_range (the crop fallback)."""
     h = tf.cast(height, tf.float32)
     w = tf.cast(width, tf.float32)
     ratio = w / h
-    lo, hi = ASPECT_RANGE
+    lo, hi = aspect_range
     crop_h = tf.where(ratio < lo, tf.round(w / lo), h)
     crop_w = tf.where(ratio > hi, tf.round(h * hi), w)
     crop_h = tf.minimum(tf.cast(crop_h, tf.int32), height)
@@ -90,9 +92,10 @@ def example_seed(seed: int, epoch: tf.Tensor, process_index: int, position: tf.T
 
 def train_image(
     data: tf.Tensor, seed: tf.Tensor, *, size: int, crop_min: float, interpolation: str,
-    flip: bool = True,
+    flip: bool = True, crop_max: float = 1.0, aspect_range: tuple[float, float] = ASPECT_RANGE,
 ) -> tf.Tensor:
-    """Random-resized crop (area in [crop_min, 1], ratio 3/4..4/3) + horizontal flip, uint8."""
+    """Random-resized crop (area in [crop_min, crop_max], w/h in aspect_range) + horizontal
+    flip, uint8."""
     crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
 
     def window(height: tf.Tensor, width: tf.Tensor) -> Window:
@@ -101,15 +104,15 @@ def train_image(
             bounding_boxes=_WHOLE_IMAGE,
             seed=crop_seed,
             min_object_covered=0.0,
-            aspect_ratio_range=ASPECT_RANGE,
-            area_range=(crop_min, 1.0),
+            aspect_ratio_range=aspect_range,
+            area_range=(crop_min, crop_max),
             max_attempts=CROP_ATTEMPTS,
             use_image_if_no_bounding_boxes=True,
         )
         # After CROP_ATTEMPTS misses the op returns the whole image: fall back to a centre crop.
         missed = tf.logical_and(tf.equal(extent[0], height), tf.equal(extent[1], width))
         sampled = (begin[0], begin[1], extent[0], extent[1])
-        fallback = _clamped_centre_window(height, width)
+        fallback = _clamped_centre_window(height, width, aspect_range)
         return tuple(tf.where(missed, f, s) for f, s in zip(fallback, sampled, strict=True))
 
     image = _resize(_decode_window(data, window), size, interpolation)

@@ -262,11 +262,19 @@ def test_synthetic_eval_masks_cover_the_split_once():
 # --- resume determinism -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("cache", [False, True])
-def test_resumed_run_sees_the_same_batches(tmp_path, tf, cache):
+AUGMENTED = dict(  # every host-side augmentation on, at the strength of the recipes
+    auto_augment="rand-m9-mstd0.5-inc1", color_jitter=0.4, random_erase=0.25, crop_min=0.05,
+    crop_max=0.9, ratio_min=0.5, ratio_max=2.0,
+)
+
+
+@pytest.mark.parametrize(
+    "cache,augment", [(False, {}), (True, {}), (False, AUGMENTED)]
+)
+def test_resumed_run_sees_the_same_batches(tmp_path, tf, cache, augment):
     root = tmp_path / "folder"
     make_folder(root, {"train": {"a": 21, "b": 21}, "val": {"a": 1}}, seed=7)
-    data = data_config(f"folder:{root}", cache=cache)
+    data = data_config(f"folder:{root}", cache=cache, **augment)
     kwargs = dict(global_batch_size=8, seed=3)  # 42 // 8 = 5 steps per epoch, 2 dropped each epoch
     reference = take(input_pipeline.train_batches(data, **kwargs), 13)
     for start_step in (3, 7):  # mid-epoch 0; mid-epoch 1, after an epoch boundary
@@ -274,8 +282,10 @@ def test_resumed_run_sees_the_same_batches(tmp_path, tf, cache):
             input_pipeline.train_batches(data, start_step=start_step, **kwargs), 13 - start_step
         )
         for a, b in zip(reference[start_step:], resumed, strict=True):
-            np.testing.assert_array_equal(a["image"], b["image"])
-            np.testing.assert_array_equal(a["label"], b["label"])
+            assert a.keys() == b.keys() == ({"image", "label", "erase"} if "random_erase" in augment
+                                            else {"image", "label"})
+            for key in a:
+                np.testing.assert_array_equal(a[key], b[key])
 
     # Epochs reshuffle; another seed gives other batches.
     epoch_labels = [np.concatenate([b["label"] for b in reference[i : i + 5]]) for i in (0, 5)]

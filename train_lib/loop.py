@@ -16,6 +16,7 @@ from ml_collections import ConfigDict
 
 import input_pipeline
 import models
+from input_pipeline import augment_rules
 from models import registry
 from train_lib import checkpoint, optim, steps
 from train_lib import mesh as mesh_lib
@@ -40,9 +41,11 @@ def validate(config: ConfigDict) -> None:
     if config.train.batch_size % jax.device_count():
         raise UserError(f"train.batch_size={config.train.batch_size} is not divisible by the "
                         f"{jax.device_count()} devices")
-    unbuilt = [k for k in ("mixup", "cutmix", "random_erase") if config.data[k]]
-    if config.data.auto_augment:
-        unbuilt.append("auto_augment")
+    try:
+        augment_rules.check(config.data)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    unbuilt = [k for k in ("mixup", "cutmix") if config.data[k]]
     if unbuilt:
         raise UserError(f"data.{', data.'.join(unbuilt)} are not implemented yet (the recipes "
                         "issue adds them); set them to 0 / '' to train without")

@@ -9,6 +9,7 @@ import optax
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
+from train_lib import erasing
 from train_lib.mesh import DATA_AXIS
 from train_lib.state import SplitModel, TrainState
 
@@ -44,6 +45,8 @@ def make_train_step(split: SplitModel, tx: optax.GradientTransformation, *, mean
         if per_device:  # each device drops different units
             rng = jax.random.fold_in(rng, jax.lax.axis_index(DATA_AXIS))
         images = normalize(batch["image"], mean, std, dtype)
+        if "erase" in batch:  # data.random_erase: rectangles drawn on the host, filled here
+            images = erasing.apply(images, batch["erase"], rng)
         labels = batch["label"]
 
         def loss_fn(params):
