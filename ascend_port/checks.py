@@ -12,6 +12,7 @@ from ml_collections import ConfigDict
 
 from ascend_port import registry
 from ascend_port.errors import UserError
+from input_pipeline import augment_rules
 
 TARGETS = ("Ascend", "GPU", "CPU")
 EXEC_MODES = ("graph", "pynative")
@@ -85,8 +86,10 @@ def validate(config: ConfigDict, *, mode: str = "train") -> None:
         raise UserError(f"data.crop_pct={d.crop_pct}; must be in (0, 1]")
     if d.interpolation is not None:
         _choice("data.interpolation", d.interpolation, INTERPOLATIONS)
-    if not 0.0 < d.crop_min <= 1.0:
-        raise UserError(f"data.crop_min={d.crop_min}; must be in (0, 1]")
+    try:  # crop/ratio bounds and the augmentation fields, one rule for both sides
+        augment_rules.check(d)
+    except ValueError as e:
+        raise UserError(str(e)) from None
     _positive("train.batch_size", t.batch_size)
     _positive("train.eval_batch_size", t.eval_batch_size, allow_none=True)
     _choice("ascend.device_target", a.device_target, TARGETS)
@@ -119,8 +122,6 @@ def validate(config: ConfigDict, *, mode: str = "train") -> None:
         "train.grad_clip_norm": t.grad_clip_norm is not None,
         "data.mixup": bool(d.mixup),
         "data.cutmix": bool(d.cutmix),
-        "data.auto_augment": bool(d.auto_augment),
-        "data.random_erase": bool(d.random_erase),
     }
     bad = [k for k, v in unsupported.items() if v]
     if bad:

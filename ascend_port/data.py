@@ -1,7 +1,8 @@
 """ImageFolder input for the MindSpore CLIs, with the JAX side's preprocessing (configs/base.py).
 
-Train: random-resized-crop (area data.crop_min..1, aspect 3/4..4/3) to data.image_size, horizontal
-flip if data.random_flip, mean/std normalisation. Eval: input_pipeline.preprocess.eval_image's geometry exactly - crop
+Train: random-resized-crop (area data.crop_min..crop_max, aspect data.ratio_min..ratio_max) to
+data.image_size, horizontal flip if data.random_flip, data.auto_augment and data.color_jitter,
+mean/std normalisation, data.random_erase. Eval: input_pipeline.preprocess.eval_image's geometry exactly - crop
 the centred square that "resize the short side to int(image_size / crop_pct), centre-crop
 image_size" keeps, then resize it to image_size with PIL's antialiased filter (the JAX side
 resizes with tf.image.resize(antialias=True): the same filters up to rounding) - then
@@ -23,7 +24,7 @@ import numpy as np
 from ml_collections import ConfigDict
 from PIL import Image
 
-from ascend_port import registry
+from ascend_port import augment, registry
 
 _INTERPOLATION = {"bilinear": V.Inter.BILINEAR, "bicubic": V.Inter.BICUBIC}
 _PIL_INTERPOLATION = {V.Inter.BILINEAR: Image.BILINEAR, V.Inter.BICUBIC: Image.BICUBIC}
@@ -89,6 +90,11 @@ class Preprocess:
     interpolation: V.Inter
     mean: tuple[float, ...]  # 0..255 scale
     std: tuple[float, ...]
+    crop_max: float = 1.0
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    auto_augment: str = ""  # data.auto_augment, data.color_jitter, data.random_erase
+    color_jitter: float = 0.0
+    random_erase: float = 0.0
 
 
 def preprocess(config: ConfigDict) -> Preprocess:
@@ -106,6 +112,11 @@ def preprocess(config: ConfigDict) -> Preprocess:
         crop_pct=crop_pct,
         crop_min=config.data.crop_min,
         flip=config.data.random_flip,
+        crop_max=config.data.crop_max,
+        ratio=(config.data.ratio_min, config.data.ratio_max),
+        auto_augment=config.data.auto_augment,
+        color_jitter=config.data.color_jitter,
+        random_erase=config.data.random_erase,
         interpolation=_INTERPOLATION[interpolation],
         mean=tuple(255.0 * m for m in info.mean),
         std=tuple(255.0 * s for s in info.std),
@@ -146,18 +157,21 @@ def _ops(p: Preprocess, train: bool) -> list:
             V.Decode(),
             V.RandomResizedCrop(
                 p.image_size,
-                scale=(p.crop_min, 1.0),
-                ratio=(3 / 4, 4 / 3),
+                scale=(p.crop_min, p.crop_max),
+                ratio=p.ratio,
                 interpolation=p.interpolation,
             ),
         ]
         if p.flip:  # data.random_flip (off for digits: a mirrored 2 is not a 2)
             geometry.append(V.RandomHorizontalFlip())
-    else:
-        geometry = [
-            V.Decode(to_pil=True),
-            CentreCropResize(p.image_size, p.crop_pct, p.interpolation),
-        ]
+        # timm's order: AutoAugment/RandAugment and colour jitter on the crop, erasing on the
+        # normalised CHW image (ascend_port/augment.py says which definition each follows).
+        before, after = augment.train_ops(p)
+        return [*geometry, *before, V.Normalize(mean=p.mean, std=p.std), V.HWC2CHW(), *after]
+    geometry = [
+        V.Decode(to_pil=True),
+        CentreCropResize(p.image_size, p.crop_pct, p.interpolation),
+    ]
     return [*geometry, V.Normalize(mean=p.mean, std=p.std), V.HWC2CHW()]
 
 

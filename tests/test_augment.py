@@ -195,3 +195,34 @@ def test_erasing_fills_normal_values_in_normalised_space(tf, tf_aug):
     box = (rows.min(), cols.min(), np.ptp(rows) + 1, np.ptp(cols) + 1)
     assert changed.sum() == box[2] * box[3]  # one rectangle
     assert box == rules.erase_box(np.random.default_rng(0), 24, 32, 1.0)
+
+
+# --------------------------------------------------------------------------- MindSpore side
+BATCH_CONFIGS = [
+    {"auto_augment": "imagenet", "crop_min": 0.05},
+    {"auto_augment": "rand-m9-mstd0.5-inc1", "random_erase": 1.0, "color_jitter": 0.4,
+     "crop_max": 0.8, "ratio_min": 0.5, "ratio_max": 2.0},
+]  # fmt: skip
+
+
+def test_mindspore_side_agrees_with_the_tf_ops(tmp_path, image, tf, tf_aug):
+    import json
+
+    from tests.fake_data import make_folder
+    from tests.test_ascend_port import run_ascend
+
+    np.savez(tmp_path / "image.npz", image=image)
+    make_folder(tmp_path / "folder", {"train": {"a": 4, "b": 4}}, seed=3)
+    (tmp_path / "configs.json").write_text(json.dumps(BATCH_CONFIGS))
+    run_ascend(["-m", "tests.ascend_side.check_augment", str(tmp_path)])
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["properties"] and all(results["properties"].values()), results["properties"]
+    for batch in results["batches"]:
+        assert batch == {**batch, "shape": [4, 3, 32, 32], "dtype": "float32", "finite": True}
+    ops = np.load(tmp_path / "ops.npz")
+    assert len(ops.files) == len(ALL_OPS) * 8
+    for key in ops.files:
+        name, level, sign = key.split("/")
+        out = tf_aug.apply_op(name, tf.constant(image), float(level), float(sign)).numpy()
+        diff = np.abs(out.astype(int) - ops[key])
+        assert diff.max() <= 1 and diff.mean() < 0.05, (key, diff.max())
