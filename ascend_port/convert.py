@@ -20,7 +20,7 @@ from absl import logging
 
 from ascend_port import bridge, canonical, registry, zoo
 from ascend_port import weights as msw
-from ascend_port.errors import UserError
+from ascend_port.errors import ArgumentParser, UserError
 from models.weights_check import WeightsMismatchError
 
 
@@ -141,16 +141,8 @@ def ckpt_to_canonical(
     return model, num_classes
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, with a usage mistake printed as main.py prints one: `error: ...`, exit 2."""
-
-    def error(self, message: str):
-        print(f"error: {message} (see --help)", file=sys.stderr)
-        sys.exit(2)
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(
+    parser = ArgumentParser(
         prog="python -m ascend_port.convert",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -1,5 +1,16 @@
-"""The MindSpore side's user-facing error: the CLIs print it as one `error: ...` line, exit 2."""
+"""The MindSpore side's user-facing errors: the CLIs print them as one `error: ...` line, exit 2."""
+
+import argparse
+import sys
 
 
 class UserError(Exception):
     """A problem with the user's config, data, weights or workdir (not a bug): no traceback."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, with a usage mistake printed as main.py prints one: `error: ...`, exit 2."""
+
+    def error(self, message: str):
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)

@@ -542,6 +542,55 @@ def test_train_resumes_mid_epoch_lowers_loss_and_eval_reads_its_checkpoint(tmp_p
     assert 0.0 <= result["top1"] <= result["top5"] <= 1.0
 
 
+_RESUME_ORDER = """
+import json, os, sys
+import numpy as np
+import mindspore as ms
+from PIL import Image
+from ascend_port import data, sampler
+from configs import base
+
+root = sys.argv[1]
+for c in range(12):  # one image per class: a label names its image
+    os.makedirs(f"{root}/train/c{c:02d}")
+    Image.fromarray(np.full((8, 8, 3), 20 * c, np.uint8)).save(f"{root}/train/c{c:02d}/0.png")
+ms.set_device("CPU")
+config = base.get_config()
+config.model.name, config.model.num_classes, config.data.image_size = "hardnet39ds", 12, 8
+
+
+def batches(rank, size, start_epoch, skip, epochs):
+    order = sampler.ResumableShuffle(
+        12, seed=0, rank=rank, group_size=size, start_epoch=start_epoch, skip=skip
+    )
+    ds = data.train_dataset(config, root, batch_size=2, sampler=order)
+    it = ds.create_tuple_iterator(num_epochs=epochs, output_numpy=True)  # as Model.train
+    return [b[1].tolist() for _ in range(epochs) for b in it]
+
+
+print(json.dumps({
+    "full": batches(0, 1, 0, 0, 3),
+    "resumed": batches(0, 1, 1, 4 * 2, 2),  # the checkpoint of step 10: epoch 1, 4 batches in
+    "ranks": [batches(r, 2, 0, 0, 1) for r in range(2)],
+}))
+"""
+
+
+def test_resumed_run_reads_the_batches_an_uninterrupted_run_reads(tmp_path):
+    """The train dataset of a run resumed from step 10 (mid-epoch) yields exactly the batches
+    steps 11.. of an uninterrupted run get; each epoch is a new order; ranks read disjoint
+    halves. 12 classes of one image each, so the label sequence is the image sequence."""
+    out = run_ascend(["-c", _RESUME_ORDER, str(tmp_path / "data")])
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    full = got["full"]
+    assert len(full) == 18 and got["resumed"] == full[10:]
+    epochs = [sorted(sum(full[i : i + 6], [])) for i in (0, 6, 12)]
+    assert all(e == list(range(12)) for e in epochs)  # every image once per epoch
+    assert full[:6] != full[6:12]  # reshuffled
+    rank0, rank1 = (sum(r, []) for r in got["ranks"])
+    assert sorted(rank0 + rank1) == list(range(12))
+
+
 @pytest.mark.xdist_group("ascend_digits")
 def test_same_checkpoint_evaluates_the_same_on_digits(tmp_path):
     """main.py trains the demo briefly and exports; ascend_port.convert makes a .ckpt of it;
