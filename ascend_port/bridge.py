@@ -166,8 +166,8 @@ _OPTIMIZER_SCALARS = (
     "global_step learning_rate momentum beta1_power beta2_power scale_sense loss_scale "
     "current_iterator_step last_overflow_iterator_step epoch_num step_num"
 ).split()
-_OPTIMIZER_RE = re.compile(
-    rf"^(({'|'.join(_OPTIMIZER_PREFIXES)})\..+|{'|'.join(_OPTIMIZER_SCALARS)})$"
+_OPTIMIZER_RE = re.compile(  # learning_rate_group_N: per-group lr arrays (a fine-tuned backbone)
+    rf"^(({'|'.join(_OPTIMIZER_PREFIXES)})\..+|{'|'.join(_OPTIMIZER_SCALARS)}|learning_rate_group_\d+)$"
 )
 
 

@@ -27,12 +27,28 @@ def decays(params: list[Parameter], decay_norm_and_bias: bool) -> list[bool]:
     return [p.name.rpartition(".")[2] not in _NO_DECAY_LEAVES and len(p.shape) > 1 for p in params]
 
 
-def param_groups(params: list[Parameter], weight_decay: float, decay_norm_and_bias: bool) -> list:
+def param_groups(
+    params: list[Parameter],
+    weight_decay: float,
+    decay_norm_and_bias: bool,
+    lr_of: dict[str, np.ndarray] | None = None,
+    lr: np.ndarray | None = None,
+) -> list:
+    """MindSpore parameter groups: by weight decay, and, with `lr_of` (per-step learning rates
+    of the parameters whose lr differs from `lr`), by learning rate."""
     flags = decays(params, decay_norm_and_bias)
-    decayed = [p for p, f in zip(params, flags, strict=True) if f]
-    other = [p for p, f in zip(params, flags, strict=True) if not f]
-    groups = [{"params": decayed, "weight_decay": weight_decay}] if decayed else []
-    groups += [{"params": other, "weight_decay": 0.0}] if other else []
+    groups = []
+    for decayed in (True, False):
+        members = [p for p, f in zip(params, flags, strict=True) if f == decayed]
+        by_lr: dict[int, tuple[np.ndarray | None, list[Parameter]]] = {}
+        for p in members:
+            own = (lr_of or {}).get(p.name, lr if lr_of else None)
+            by_lr.setdefault(id(own), (own, []))[1].append(p)
+        for own, group in by_lr.values():
+            entry = {"params": group, "weight_decay": weight_decay if decayed else 0.0}
+            if own is not None:
+                entry["lr"] = Tensor(own, ms.float32)
+            groups.append(entry)
     return groups + [{"order_params": params}]
 
 
@@ -49,6 +65,14 @@ def _update(beta1, beta2, eps, lr, bc1, bc2, decay, param, m, v, grad):
     next_param = ops.depend(next_param, ops.assign(param, next_param))
     next_param = ops.depend(next_param, ops.assign(m, next_m))
     return ops.depend(next_param, ops.assign(v, next_v))
+
+
+_adamw_group = ops.MultitypeFuncGraph("adamw_group_lr")
+
+
+@_adamw_group.register("Function", *["Tensor"] * 8)
+def _adamw_group_lr(update, bc1, bc2, lr, decay, param, m, v, grad):
+    return update(lr, bc1, bc2, decay, param, m, v, grad)
 
 
 _nesterov_update = ops.MultitypeFuncGraph("nesterov_update")
@@ -78,6 +102,9 @@ class NesterovMomentum(nn.Optimizer):
         gradients = self.scale_grad(gradients)
         lr = self.get_lr()
         self.assignadd(self.global_step, self.global_step_increase_tensor)
+        if self.is_group_lr:  # one lr per parameter
+            update = ops.partial(_nesterov_update, self.momentum)
+            return self.hyper_map(update, lr, self._parameters, self.moments, gradients)
         update = ops.partial(_nesterov_update, self.momentum, lr)
         return self.hyper_map(update, self._parameters, self.moments, gradients)
 
@@ -119,27 +146,44 @@ class AdamW(nn.Optimizer):
         beta2_power = self.beta2_power * self.beta2
         ops.assign(self.beta1_power, beta1_power)
         ops.assign(self.beta2_power, beta2_power)
-        update = ops.partial(
-            _adamw_update,
-            self.beta1,
-            self.beta2,
-            self.eps,
-            lr,
-            1.0 - beta1_power,
-            1.0 - beta2_power,
-        )
+        bc1, bc2 = 1.0 - beta1_power, 1.0 - beta2_power
+        if self.is_group_lr:  # one lr per parameter
+            update = ops.partial(_adamw_update, self.beta1, self.beta2, self.eps)
+            return self.hyper_map(
+                ops.partial(_adamw_group_lr, update, bc1, bc2),
+                lr,
+                self.decay,
+                self._parameters,
+                self.moments1,
+                self.moments2,
+                gradients,
+            )
+        update = ops.partial(_adamw_update, self.beta1, self.beta2, self.eps, lr, bc1, bc2)
         return self.hyper_map(
             update, self.decay, self._parameters, self.moments1, self.moments2, gradients
         )
 
 
-def build(config: ConfigDict, params: list[Parameter], lr: np.ndarray, loss_scale: float = 1.0):
-    """The optimizer named by config.optim, over `params`, with per-step learning rates `lr`."""
+def build(
+    config: ConfigDict,
+    params: list[Parameter],
+    lr: np.ndarray,
+    loss_scale: float = 1.0,
+    lr_of: dict[str, np.ndarray] | None = None,
+):
+    """The optimizer named by config.optim, over `params`, with per-step learning rates `lr`
+    (and `lr_of[name]` for the parameters given there: a fine-tuned backbone's)."""
     o = config.optim
-    lr = Tensor(lr, ms.float32)
+    lr_array, lr = lr, Tensor(lr, ms.float32)
     if o.name == "adamw":
+        by_lr = params
+        if lr_of:  # group lr; the decay stays per parameter (decay_flags, in `params` order)
+            by_lr = [
+                {"params": g["params"], "lr": g["lr"]}
+                for g in param_groups(params, 0.0, True, lr_of, lr_array)[:-1]
+            ] + [{"order_params": params}]
         return AdamW(
-            params,
+            by_lr,
             lr,
             decay_flags=decays(params, o.decay_norm_and_bias),
             weight_decay=o.weight_decay,
@@ -148,7 +192,7 @@ def build(config: ConfigDict, params: list[Parameter], lr: np.ndarray, loss_scal
             eps=o.adam_eps,
             loss_scale=loss_scale,
         )
-    groups = param_groups(params, o.weight_decay, o.decay_norm_and_bias)
+    groups = param_groups(params, o.weight_decay, o.decay_norm_and_bias, lr_of, lr_array)
     if o.name == "sgd" and o.nesterov:
         return NesterovMomentum(
             groups, lr, o.momentum, weight_decay=o.weight_decay, loss_scale=loss_scale

@@ -18,6 +18,7 @@ mid-epoch, with the images an uninterrupted run would have read next (ascend_por
 from __future__ import annotations
 
 import math
+import re
 
 import mindspore as ms
 import mindspore.dataset as msds
@@ -53,11 +54,12 @@ def _resume(model: Model, workdir: str) -> int:
         return 0
     step, path = latest
     entries = ckpt_file.load_checkpoint(path)
-    entries.pop("learning_rate", None)  # the per-step array comes from this run's config
-    for key in ("step_num", msw.META_MODEL, msw.META_NUM_CLASSES):
+    # The per-step lr arrays (learning_rate, learning_rate_group_N) come from this run's config.
+    lr_arrays = [k for k in entries if re.fullmatch(r"learning_rate(_group_\d+)?", k)]
+    for key in (*lr_arrays, "step_num", msw.META_MODEL, msw.META_NUM_CLASSES):
         entries.pop(key, None)
     not_loaded, _ = ms.load_param_into_net(model.train_network, entries, strict_load=True)
-    not_loaded = [n for n in not_loaded if n != "learning_rate"]
+    not_loaded = [n for n in not_loaded if not re.fullmatch(r"learning_rate(_group_\d+)?", n)]
     if not_loaded:
         raise UserError(
             f"{path} does not fit this run (another optimizer or model?): missing "
@@ -67,12 +69,28 @@ def _resume(model: Model, workdir: str) -> int:
     return step
 
 
-def _build_model(config: ConfigDict, net, lrs: np.ndarray, padded_len: int, target: str) -> Model:
+def backbone_lrs(config: ConfigDict, net, lrs: np.ndarray, steps_per_epoch: int):
+    """{parameter name: per-step lr} of the backbone (all but the classifier) when fine-tuning
+    options ask for its own lr: optim.backbone_lr_scale, and 0 for the first
+    train.freeze_backbone_epochs. None when neither is set."""
+    scale, freeze = config.optim.backbone_lr_scale, config.train.freeze_backbone_epochs
+    if scale == 1.0 and not freeze:
+        return None
+    backbone = lrs * np.float32(scale)
+    backbone[: int(round(freeze * steps_per_epoch))] = 0.0
+    head = set(finetune.classifier_keys(net))
+    return {p.name: backbone for p in net.trainable_params() if p.name not in head}
+
+
+def _build_model(
+    config: ConfigDict, net, lrs: np.ndarray, padded_len: int, target: str, steps_per_epoch: int
+) -> Model:
     amp_level = "O0" if target == "CPU" else config.ascend.amp_level
     loss_scale = 1.0 if amp_level == "O0" else float(config.ascend.loss_scale)
     # Sink mode runs whole epochs, so the optimizer may index past total_steps: hold the last lr.
     padded = np.pad(lrs, (0, padded_len - len(lrs)), mode="edge")
-    optimizer = optim.build(config, net.trainable_params(), padded, loss_scale)
+    lr_of = backbone_lrs(config, net, padded, steps_per_epoch)
+    optimizer = optim.build(config, net.trainable_params(), padded, loss_scale, lr_of=lr_of)
     kwargs = {}
     if amp_level != "O0":
         kwargs["loss_scale_manager"] = FixedLossScaleManager(loss_scale, drop_overflow_update=False)
@@ -122,7 +140,7 @@ def train(config: ConfigDict, workdir: str, *, distributed: bool = False) -> dic
 
     net.set_train(True)
     target = config.ascend.device_target
-    model = _build_model(config, net, lrs, epochs * steps_per_epoch, target)
+    model = _build_model(config, net, lrs, epochs * steps_per_epoch, target, steps_per_epoch)
     start = _resume(model, workdir)
     last_step = total_steps
     if config.train.stop_after_steps:

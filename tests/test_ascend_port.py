@@ -542,6 +542,63 @@ def test_train_resumes_mid_epoch_lowers_loss_and_eval_reads_its_checkpoint(tmp_p
     assert 0.0 <= result["top1"] <= result["top5"] <= 1.0
 
 
+_TEN_CLASS_WEIGHTS = """
+import sys, mindspore as ms
+import ascend_port
+from ascend_port import canonical, weights
+ms.set_device("CPU")
+cell = ascend_port.create("hardnet39ds", num_classes=10)
+canonical.write(weights.canonical_flat(cell), sys.argv[1], model="hardnet39ds", num_classes=10)
+"""
+
+
+@pytest.mark.xdist_group("ascend_train")
+def test_finetune_loads_the_backbone_and_starts_a_fresh_head(tmp_path):
+    """10-class weights fine-tuned on a 3-class folder: one log line names the skipped classifier,
+    the backbone starts from the file (frozen for the whole run here, so it still equals it),
+    the head has the new width and is trained."""
+    from safetensors.numpy import load_file
+
+    source = tmp_path / "ten.safetensors"
+    run_ascend(["-c", _TEN_CLASS_WEIGHTS, str(source)])
+    _image_folder(tmp_path / "data")
+    workdir = tmp_path / "run"
+    common = [
+        "--config",
+        "configs/base.py",
+        "--workdir",
+        str(workdir),
+        "--config.model.name=hardnet39ds",
+        "--config.model.num_classes=3",
+        "--config.data.image_size=32",
+        f"--config.data.source=folder:{tmp_path / 'data'}",
+        "--config.ascend.device_target=CPU",
+        "--config.ascend.mode=pynative",
+    ]
+    out = run_ascend(
+        [
+            "-m",
+            "ascend_port",
+            *common,
+            f"--config.init_from={source}",
+            "--config.train.batch_size=8",
+            "--config.train.steps=3",
+            "--config.train.eval_every_epochs=100",
+            "--config.train.freeze_backbone_epochs=100",
+            "--config.optim.backbone_lr_scale=0.1",
+        ]
+    )
+    skipped = [line for line in out.stderr.splitlines() if "but the classifier" in line]
+    assert len(skipped) == 1 and "base.14.3.kernel" in skipped[0], out.stderr[-2000:]
+    run_ascend(["-m", "ascend_port", *common, "--mode=export"])
+    tuned = load_file(str(workdir / "export" / "hardnet39ds.safetensors"))
+    start = load_file(str(source))
+    conv = "base.0.conv.kernel"
+    assert np.array_equal(tuned[conv], start[conv])  # loaded, then frozen
+    head = "base.14.3.kernel"
+    assert start[head].shape[-1] == 10 and tuned[head].shape[-1] == 3
+
+
 _RESUME_ORDER = """
 import json, os, sys
 import numpy as np
