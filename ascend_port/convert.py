@@ -18,7 +18,7 @@ import sys
 import numpy as np
 from absl import logging
 
-from ascend_port import bridge, canonical, registry, zoo
+from ascend_port import bridge, canonical, registry, variants, zoo
 from ascend_port import weights as msw
 from ascend_port.errors import ArgumentParser, UserError
 from models.weights_check import WeightsMismatchError
@@ -101,7 +101,11 @@ def canonical_to_ckpt(
     model, num_classes, cell = _resolve(model, num_classes, meta, ms_flat, src)
     cell = cell or registry.create(model, num_classes=num_classes)
     context = f"{src} -> {model}"
-    bridge.check_compatible(bridge.ms_shapes_to_canonical(msw.cell_shapes(cell)), flat, context)
+    try:
+        bridge.check_compatible(bridge.ms_shapes_to_canonical(msw.cell_shapes(cell)), flat, context)
+    except WeightsMismatchError as e:
+        shapes = {k: v.shape for k, v in ms_flat.items()}
+        raise UserError(str(e) + variants.hint(shapes, model)) from None
     msw.write_ckpt(ms_flat, dst, model=model, num_classes=num_classes)
     verify_ckpt(dst, cell, ms_flat)
     return model, num_classes
@@ -136,7 +140,9 @@ def ckpt_to_canonical(
     try:
         msw.assign(cell, arrays, context=f"{src} -> {model}")  # strict: names and shapes
     except WeightsMismatchError as e:
-        raise _as_in_file(e, file_names, f"{src} -> {model}") from None
+        error = _as_in_file(e, file_names, f"{src} -> {model}")
+        shapes = {k: v.shape for k, v in arrays.items()}
+        raise UserError(str(error) + variants.hint(shapes, model)) from None
     canonical.write(bridge.ms_to_canonical(arrays), dst, model=model, num_classes=num_classes)
     return model, num_classes
 

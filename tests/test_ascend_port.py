@@ -706,6 +706,10 @@ open(d + "/empty.ckpt", "wb").close()
 head = [{"name": "head.dense.weight", "data": ms.Tensor(np.ones((10, 1024), np.float32))},
         {"name": "head.dense.bias", "data": ms.Tensor(np.ones((10,), np.float32))}]
 ms.save_checkpoint(head, d + "/foreign.ckpt")
+import ascend_port
+from ascend_port import canonical, weights
+cell = ascend_port.create("hardnet39ds", num_classes=10)  # written without naming its model
+canonical.write(weights.canonical_flat(cell), d + "/unnamed_hardnet39ds.safetensors")
 """
 
 
@@ -766,6 +770,10 @@ BAD_CONVERTS = {
     "convert_foreign": (
         ["{d}/foreign.ckpt", "{w}/out.safetensors", "--model", "hardnet39ds"],
         "head.dense.weight",
+    ),
+    "convert_other_variant": (
+        ["{d}/unnamed_hardnet39ds.safetensors", "{w}/o.ckpt", "--model", "hardnet68"],
+        "fit hardnet39ds",
     ),
     "convert_kinds": (["{d}/model.pth", "{w}/out.txt"], "convert .safetensors"),
     "convert_model": (["{d}/foreign.ckpt", "{w}/o.safetensors", "--model", "x"], "unknown model"),
