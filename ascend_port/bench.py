@@ -1,4 +1,4 @@
-"""Time one MindSpore training step of a model, next to benchmarks/throughput.py on the JAX side.
+"""Time one MindSpore training step of a model, next to `main.py --mode=benchmark` on the JAX side.
 
     python -m ascend_port.bench --model hrnet_w18_small --batch 8 --size 64 [--device_target CPU]
 

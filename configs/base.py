@@ -105,7 +105,7 @@ def get_config() -> ConfigDict:
     c.benchmark.steps = 10  # timed steps per measurement
     c.benchmark.modes = "train,eval"  # which steps to measure
     c.benchmark.peak_tflops = config_dict.placeholder(float)  # per device; None = built-in table
-    c.benchmark.analyze_batch = 1  # --mode=analyze: batch of the compiled programs' memory figures
+    c.benchmark.analyze_batch = 1  # --mode=analyze: batch of the compiled memory figures; 0 = skip
 
     # MindSpore side (python -m ascend_port). Checkpoint and eval intervals, batch sizes and
     # keep-N are the train.* fields above, shared with the JAX side.

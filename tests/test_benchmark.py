@@ -185,3 +185,86 @@ def test_macs_agree_with_torch_flop_counter(name):
 def test_compiled_flops_of_a_matmul():
     compiled = jax.jit(lambda a, b: a @ b).lower(jnp.ones((4, 8)), jnp.ones((8, 16))).compile()
     assert benchmark.compiled_flops(compiled) == 2 * 4 * 8 * 16
+
+
+@pytest.mark.xdist_group("benchmark")
+def test_gpu_suite_runs_on_cpu_at_tiny_sizes(tmp_path):
+    """The GPU suite end to end on CPU: our steps and the PyTorch reference, one table."""
+    env = {
+        **os.environ,
+        "MODELS": "hardnet39ds",
+        "DEVICE": "cpu",
+        "DTYPE": "float32",
+        "BATCH": "2",
+        "SIZE": "32",
+        "ITERS": "1",
+        "ROUNDS": "2",
+        "PYTHON": sys.executable,
+    }
+    proc = subprocess.run(
+        ["bash", "benchmarks/gpu_suite.sh", str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(line) for line in open(tmp_path / "compare.jsonl")]
+    assert [(r["framework"], r["mode"]) for r in rows] == [
+        ("jax", "train"),
+        ("torch-eager", "train"),
+        ("jax", "eval"),
+        ("torch-eager", "eval"),
+    ]
+    for row in rows:
+        assert row["step_ms"] > 0 and len(row["rounds_ms"]) == 2
+        assert row["img_per_s"] == pytest.approx(2e3 / row["step_ms"], rel=0.01)
+    jax_train = rows[0]
+    assert jax_train["vs_torch-eager"] == pytest.approx(
+        rows[1]["step_ms"] / jax_train["step_ms"], rel=0.01
+    )
+    assert jax_train["flops_per_image"] > 0
+    table = (tmp_path / "gpu_table.md").read_text()
+    assert table.startswith("Machine: 1 x cpu") and "jax 0." in table and "torch 2." in table
+    assert (
+        "--models hardnet39ds" in table
+        and "| hardnet39ds | hardnet39ds | torch-eager | eval |" in table
+    )
+
+
+def test_compare_torch_references():
+    from benchmarks import compare_torch
+
+    assert compare_torch.reference_name("hardnet85") == ("pytorchcv", "hardnet85")
+    assert compare_torch.reference_name("hrnet_w48") == ("timm", "hrnet_w48")
+    assert compare_torch.reference_name("hlg_tiny") == ("timm", "pvt_v2_b1")
+
+
+def test_input_pipeline_benchmark_on_a_made_folder(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.input_pipeline",
+            f"--data=folder:{tmp_path}",
+            "--make-data=24",
+            "--batch=4",
+            "--size=32",
+            "--batches=2",
+            "--warmup=1",
+            "--augmentations=random_erase",
+            f"--out={tmp_path / 'rows.jsonl'}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    base_row, erase = [json.loads(line) for line in open(tmp_path / "rows.jsonl")]
+    assert base_row["augmentation"] == "base" and base_row["img_per_s"] > 0
+    assert base_row["img_per_s_per_core"] == pytest.approx(base_row["img_per_s"], rel=0.01)
+    assert erase["augmentation"] == "random_erase"
+    assert erase.get("img_per_s", 0) > 0 or "random_erase" in erase["skipped"]
+    assert len(os.listdir(tmp_path / "train")) == 10

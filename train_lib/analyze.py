@@ -208,7 +208,7 @@ def analyze(config: ConfigDict, *, memory: bool = True) -> dict[str, Any]:
         "cio_bytes": sum(r["cio_bytes"] for r in rows),
         "num_convs": sum(1 for r in rows if r["cio_bytes"]),
     }
-    if memory:
+    if memory and config.benchmark.analyze_batch > 0:
         result.update(compiled_memory(config, split, config.benchmark.analyze_batch))
     result["layers"] = rows
     return result

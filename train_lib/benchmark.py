@@ -7,9 +7,11 @@ device memory. No input pipeline, so no TensorFlow import: the numbers are of th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -117,7 +119,7 @@ def _synthetic_batch(
     return mesh_lib.to_global(host, sharding)
 
 
-def _time_steps(run, warmup: int, iters: int) -> float:
+def time_steps(run, warmup: int, iters: int) -> float:
     """Seconds per step: dispatch back to back (as the training loop does), sync at the end."""
     out = None
     for _ in range(warmup):
@@ -177,7 +179,18 @@ def _memory(compiled) -> dict[str, Any]:
     return {"peak_mem_bytes": peak, "peak_mem_source": source if peak is not None else None, **plan}
 
 
-def measure_train(config: ConfigDict, split: SplitModel) -> dict[str, Any]:
+@dataclasses.dataclass
+class Runner:
+    """A compiled step bound to its inputs: `run()` dispatches one step and returns its output."""
+
+    mode: str
+    batch: int
+    compile_s: float
+    compiled: Any
+    run: Callable[[], Any]
+
+
+def prepare_train(config: ConfigDict, split: SplitModel) -> Runner:
     """The training loop's step (same optimizer, label smoothing and parallel mode)."""
     mesh = mesh_lib.make_mesh()
     batch_size = config.train.batch_size
@@ -215,11 +228,10 @@ def measure_train(config: ConfigDict, split: SplitModel) -> dict[str, Any]:
         holder[0], metrics = compiled(holder[0], batch)
         return metrics
 
-    step_s = _time_steps(run, config.benchmark.warmup_steps, config.benchmark.steps)
-    return _row(config, "train", batch_size, compile_s, step_s, compiled_flops(compiled), compiled)
+    return Runner("train", batch_size, compile_s, compiled, run)
 
 
-def measure_eval(config: ConfigDict, split: SplitModel) -> dict[str, Any]:
+def prepare_eval(config: ConfigDict, split: SplitModel) -> Runner:
     """The evaluation loop's step (forward in eval mode plus the masked metric sums)."""
     mesh = mesh_lib.make_mesh()
     batch_size = config.train.eval_batch_size or config.train.batch_size
@@ -233,12 +245,25 @@ def measure_eval(config: ConfigDict, split: SplitModel) -> dict[str, Any]:
     start = time.perf_counter()
     compiled = step.lower(params, stats, batch).compile()
     compile_s = time.perf_counter() - start
-    step_s = _time_steps(
-        lambda: compiled(params, stats, batch),
-        config.benchmark.warmup_steps,
-        config.benchmark.steps,
+    return Runner("eval", batch_size, compile_s, compiled, lambda: compiled(params, stats, batch))
+
+
+PREPARE = {"train": prepare_train, "eval": prepare_eval}
+
+
+def measure(config: ConfigDict, split: SplitModel, mode: str) -> dict[str, Any]:
+    """One JSON row: compile, then warm-up and timed steps of `mode`."""
+    runner = PREPARE[mode](config, split)
+    step_s = time_steps(runner.run, config.benchmark.warmup_steps, config.benchmark.steps)
+    return _row(
+        config,
+        mode,
+        runner.batch,
+        runner.compile_s,
+        step_s,
+        compiled_flops(runner.compiled),
+        runner.compiled,
     )
-    return _row(config, "eval", batch_size, compile_s, step_s, compiled_flops(compiled), compiled)
 
 
 def _fmt(value: Any) -> str:
@@ -280,8 +305,7 @@ def run(config: ConfigDict, workdir: str | None = None) -> dict[str, Any]:
     loop.validate(config)
     _validate(config)
     split = SplitModel(loop.build_model(config))
-    measure = {"train": measure_train, "eval": measure_eval}
-    rows = [measure[m](config, split) for m in config.benchmark.modes.split(",") if m]
+    rows = [measure(config, split, m) for m in config.benchmark.modes.split(",") if m]
     if jax.process_index() == 0:
         for row in rows:
             print(json.dumps(row), flush=True)
