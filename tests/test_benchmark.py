@@ -219,10 +219,10 @@ def test_gpu_suite_runs_on_cpu_at_tiny_sizes(tmp_path):
     ]
     for row in rows:
         assert row["step_ms"] > 0 and len(row["rounds_ms"]) == 2
-        assert row["img_per_s"] == pytest.approx(2e3 / row["step_ms"], rel=0.01)
+        assert row["img_per_s"] == pytest.approx(2e3 / row["step_ms"], rel=0.01, abs=0.01)
     jax_train = rows[0]
     assert jax_train["vs_torch-eager"] == pytest.approx(
-        rows[1]["step_ms"] / jax_train["step_ms"], rel=0.01
+        rows[1]["step_ms"] / jax_train["step_ms"], rel=0.01, abs=0.001
     )
     assert jax_train["flops_per_image"] > 0
     table = (tmp_path / "gpu_table.md").read_text()
