@@ -1,11 +1,13 @@
-"""Training order that a resumed run can continue mid-epoch.
+"""Training order that a resumed run continues mid-epoch.
 
 MindSpore's own shuffle draws each epoch's order from a generator it never exposes, so a run
-restarted from a step checkpoint cannot ask it for "epoch e from image k on". Here the order of
-epoch e is a numpy permutation seeded by (seed, e), split across ranks, and the first epoch of
-a resumed run starts `skip` images in: the resumed run sees exactly the images, in exactly the
-order, an uninterrupted run would have seen. (The random crop and flip draws still come from
-MindSpore's per-pipeline generator and restart with the run.)
+restarted from a step checkpoint cannot ask it for "epoch e from image k on". Here the order is
+an endless stream: epoch e is a numpy permutation seeded by (seed, e), split across ranks, and
+the sampler reads the stream from this rank's position of the checkpoint's step on. Each pass
+MindSpore asks for is one epoch's length of that stream, so a resumed run's passes straddle the
+epoch boundaries (in sink mode too, where every pass must be full) and it reads exactly the
+images, in exactly the order, of an uninterrupted run. (The random crop and flip draws come
+from MindSpore's pipeline generator and restart with the run.)
 """
 
 from __future__ import annotations
@@ -22,34 +24,36 @@ def epoch_order(num_images: int, *, seed: int, epoch: int, rank: int, group_size
 
 
 class ResumableShuffle(msds.Sampler):
-    """Yields epoch_order for epoch start_epoch, start_epoch + 1, ... (one per pass), skipping
-    the first `skip` indices of the first pass."""
+    """Each pass yields the next len(self) indices of this rank's stream, from `start` (the
+    number of images this rank had read at the checkpoint) on."""
 
     def __init__(
-        self,
-        num_images: int,
-        *,
-        seed: int,
-        rank: int = 0,
-        group_size: int = 1,
-        start_epoch: int = 0,
-        skip: int = 0,
+        self, num_images: int, *, seed: int, rank: int = 0, group_size: int = 1, start: int = 0
     ):
         # MindSpore's Sampler.__init__ calls len(self): set what __len__ reads first.
         self.num_images, self.seed, self.rank, self.group_size = num_images, seed, rank, group_size
-        self.epoch, self.skip = start_epoch, skip
+        self.position = start
+        self._cache: tuple[int, np.ndarray] | None = None
         super().__init__()
 
     def __len__(self) -> int:
         return self.num_images // self.group_size
 
+    def _order(self, epoch: int) -> np.ndarray:
+        if self._cache is None or self._cache[0] != epoch:
+            order = epoch_order(
+                self.num_images,
+                seed=self.seed,
+                epoch=epoch,
+                rank=self.rank,
+                group_size=self.group_size,
+            )
+            self._cache = (epoch, order)
+        return self._cache[1]
+
     def __iter__(self):
-        order = epoch_order(
-            self.num_images,
-            seed=self.seed,
-            epoch=self.epoch,
-            rank=self.rank,
-            group_size=self.group_size,
-        )
-        order, self.skip, self.epoch = order[self.skip :], 0, self.epoch + 1
-        yield from (int(i) for i in order)
+        per_pass = len(self)
+        for _ in range(per_pass):
+            epoch, i = divmod(self.position, per_pass)
+            self.position += 1
+            yield int(self._order(epoch)[i])

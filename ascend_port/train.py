@@ -140,7 +140,9 @@ def train(config: ConfigDict, workdir: str, *, distributed: bool = False) -> dic
 
     net.set_train(True)
     target = config.ascend.device_target
-    model = _build_model(config, net, lrs, epochs * steps_per_epoch, target, steps_per_epoch)
+    # A resumed run's passes straddle epochs (ascend_port.sampler): one more epoch of lr covers
+    # the last pass in sink mode, which runs whole passes.
+    model = _build_model(config, net, lrs, (epochs + 1) * steps_per_epoch, target, steps_per_epoch)
     start = _resume(model, workdir)
     last_step = total_steps
     if config.train.stop_after_steps:
@@ -161,12 +163,7 @@ def train(config: ConfigDict, workdir: str, *, distributed: bool = False) -> dic
         root,
         batch_size=per_device,
         sampler=sampler_lib.ResumableShuffle(
-            num_images,
-            seed=config.seed,
-            rank=rank,
-            group_size=size,
-            start_epoch=start // steps_per_epoch,
-            skip=(start % steps_per_epoch) * per_device,
+            num_images, seed=config.seed, rank=rank, group_size=size, start=start * per_device
         ),
     )
     cbs = [
@@ -214,13 +211,9 @@ def train(config: ConfigDict, workdir: str, *, distributed: bool = False) -> dic
         target,
         sink,
     )
-    model.train(
-        epochs,
-        ds,
-        callbacks=cbs,
-        dataset_sink_mode=sink,
-        initial_epoch=start // steps_per_epoch,
-    )
+    first = start // steps_per_epoch  # MindSpore's epoch count is for its logs only here
+    passes = math.ceil((last_step - start) / steps_per_epoch)
+    model.train(first + passes, ds, callbacks=cbs, dataset_sink_mode=sink, initial_epoch=first)
     if last_step < total_steps:
         logging.warning("stopped after step %d of %d; run again to resume", last_step, total_steps)
     return evaluator.result if evaluator else {}

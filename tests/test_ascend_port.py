@@ -616,19 +616,17 @@ config = base.get_config()
 config.model.name, config.model.num_classes, config.data.image_size = "hardnet39ds", 12, 8
 
 
-def batches(rank, size, start_epoch, skip, epochs):
-    order = sampler.ResumableShuffle(
-        12, seed=0, rank=rank, group_size=size, start_epoch=start_epoch, skip=skip
-    )
+def batches(rank, size, start, passes):
+    order = sampler.ResumableShuffle(12, seed=0, rank=rank, group_size=size, start=start)
     ds = data.train_dataset(config, root, batch_size=2, sampler=order)
-    it = ds.create_tuple_iterator(num_epochs=epochs, output_numpy=True)  # as Model.train
-    return [b[1].tolist() for _ in range(epochs) for b in it]
+    it = ds.create_tuple_iterator(num_epochs=passes, output_numpy=True)  # as Model.train
+    return [b[1].tolist() for _ in range(passes) for b in it]
 
 
 print(json.dumps({
-    "full": batches(0, 1, 0, 0, 3),
-    "resumed": batches(0, 1, 1, 4 * 2, 2),  # the checkpoint of step 10: epoch 1, 4 batches in
-    "ranks": [batches(r, 2, 0, 0, 1) for r in range(2)],
+    "full": batches(0, 1, 0, 3),  # 3 epochs of 6 steps
+    "resumed": batches(0, 1, 10 * 2, 2),  # from the checkpoint of step 10: epoch 1, 4 steps in
+    "ranks": [batches(r, 2, 0, 1) for r in range(2)],
 }))
 """
 
@@ -640,7 +638,8 @@ def test_resumed_run_reads_the_batches_an_uninterrupted_run_reads(tmp_path):
     out = run_ascend(["-c", _RESUME_ORDER, str(tmp_path / "data")])
     got = json.loads(out.stdout.strip().splitlines()[-1])
     full = got["full"]
-    assert len(full) == 18 and got["resumed"] == full[10:]
+    resumed = got["resumed"]  # 2 full-length passes, straddling epochs 1-2 and 2-3
+    assert len(full) == 18 and len(resumed) == 12 and resumed[:8] == full[10:]
     epochs = [sorted(sum(full[i : i + 6], [])) for i in (0, 6, 12)]
     assert all(e == list(range(12)) for e in epochs)  # every image once per epoch
     assert full[:6] != full[6:12]  # reshuffled
