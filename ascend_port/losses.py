@@ -1,6 +1,7 @@
 """Label-smoothed softmax cross-entropy with optax.smooth_labels semantics, in float32.
 
-Targets are (1 - a) * one_hot + a / K (the MindSpore zoo uses a / (K - 1) off-values instead).
+mode 'uniform': targets (1 - a) * one_hot + a / K; mode 'others': 1 - a on the label and
+a / (K - 1) elsewhere (the MindSpore zoo's CrossEntropySmooth). configs/base.py says which.
 """
 
 from __future__ import annotations
@@ -10,11 +11,15 @@ from mindspore import nn, ops
 
 
 class SmoothedCrossEntropy(nn.Cell):
-    def __init__(self, num_classes: int, label_smoothing: float = 0.0):
+    def __init__(self, num_classes: int, label_smoothing: float = 0.0, mode: str = "uniform"):
         super().__init__()
         self.num_classes = num_classes
-        self.on_value = 1.0 - label_smoothing + label_smoothing / num_classes
-        self.off_value = label_smoothing / num_classes
+        if mode == "others":
+            self.on_value = 1.0 - label_smoothing
+            self.off_value = label_smoothing / (num_classes - 1)
+        else:
+            self.on_value = 1.0 - label_smoothing + label_smoothing / num_classes
+            self.off_value = label_smoothing / num_classes
 
     def construct(self, logits, labels):
         logp = ops.log_softmax(logits.astype(ms.float32), -1)

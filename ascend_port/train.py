@@ -96,7 +96,11 @@ def _build_model(
         kwargs["loss_scale_manager"] = FixedLossScaleManager(loss_scale, drop_overflow_update=False)
     return Model(
         net,
-        loss_fn=SmoothedCrossEntropy(config.model.num_classes, config.train.label_smoothing),
+        loss_fn=SmoothedCrossEntropy(
+            config.model.num_classes,
+            config.train.label_smoothing,
+            config.train.label_smoothing_mode,
+        ),
         optimizer=optimizer,
         amp_level=amp_level,
         **kwargs,

@@ -62,6 +62,10 @@ def get_config() -> ConfigDict:
     c.train.steps = config_dict.placeholder(int)  # overrides epochs when set
     c.train.stop_after_steps = config_dict.placeholder(int)  # end this run early (time-limited jobs); rerun resumes
     c.train.label_smoothing = 0.0
+    # How the smoothing mass a is spread over K classes. 'uniform': (1 - a) * one_hot + a / K
+    # (optax.smooth_labels, timm, PyTorch CrossEntropyLoss); 'others': 1 - a on the label and
+    # a / (K - 1) on every other class (the MindSpore model zoo's CrossEntropySmooth).
+    c.train.label_smoothing_mode = "uniform"
     c.train.grad_clip_norm = config_dict.placeholder(float)  # global-norm clipping; None = off
     c.train.log_every_steps = 50
     c.train.eval_every_epochs = 1  # also evaluates at the end
@@ -87,11 +91,18 @@ def get_config() -> ConfigDict:
     c.optim.backbone_lr_scale = 1.0  # 1.0 = same lr as the head
 
     c.schedule = ConfigDict()
-    c.schedule.name = "cosine"  # cosine | linear | step (each after a linear warmup)
+    # cosine | linear | step (each after a linear warmup) | zoo_cosine: the MindSpore model zoo's
+    # HarDNet 'cosine' (src/lr_scheduler.py): after the warmup, lr_max * (T - i) / D *
+    # 0.5 * (1 + cos(0.94 * pi * i / D)) + lr_end at 0-based step i (T steps, D = T - warmup).
+    c.schedule.name = "cosine"
     c.schedule.lr_max = 0.05  # peak lr at reference_batch_size
     c.schedule.lr_init = 0.0  # warmup start
     c.schedule.lr_end = 0.0  # final lr (cosine, linear)
     c.schedule.warmup_epochs = 0.0
+    # The schedule's count at the first optimizer step: 0 (optax; the zoo's HRNet linear) or 1
+    # (zoo generators whose warmup reads lr_init + inc * (i + 1): HLG, HarDNet). zoo_cosine's
+    # decay term always reads the 0-based step, as in the zoo.
+    c.schedule.first_step = 0
     c.schedule.reference_batch_size = 256  # lr_* are scaled by batch_size / this
     c.schedule.boundaries_epochs = (30, 60, 90)  # step schedule
     c.schedule.decay_factor = 0.1  # step schedule

@@ -33,6 +33,7 @@ def paper_recipe(model_name: str) -> ConfigDict:
     c.train.batch_size = 1024  # global
     c.train.epochs = 300
     c.train.label_smoothing = 0.1
+    c.train.label_smoothing_mode = "uniform"  # timm's LabelSmoothingCrossEntropy: a / K
     c.train.grad_clip_norm = 5.0
 
     c.optim.name = "adamw"

@@ -5,10 +5,11 @@
 Published top-1: 75.6 (README_CN: 75.61 best during training, 75.48 in a separate eval).
 Recipe (config/hlg_config.yml, src/): 1001 classes, 8 x 128 images, AdamW lr 1e-3 after a
 20-epoch linear warmup from 0, then cosine to 0 (the zoo's cosine ignores lr_min) over 300
-epochs, weight decay 0.05, label smoothing 0.1 on mixup (alpha 0.2) targets, random-resized crop
-from 5% area, AutoAugment ImageNet policy, bilinear. Differences: the zoo decays LN/BN gammas,
+epochs (the zoo counts steps from 1), weight decay 0.05, label smoothing 0.1 on mixup (alpha 0.2)
+targets, random-resized crop from 5% area, AutoAugment ImageNet policy, bilinear. Differences: the zoo decays LN/BN gammas,
 position embeddings and cls (everything but names with 'beta'/'bias'); here norm scales are not
-decayed. It trains in fp16 (AMP O3, loss scale 1024).
+decayed. It trains in fp16 (AMP O3, loss scale 1024). With mixup the zoo's loss
+(CrossEntropySmoothMixup) spreads a / (K - 2) over the classes not in the mix.
 """
 
 from ml_collections import ConfigDict
@@ -32,6 +33,7 @@ def get_config() -> ConfigDict:
     c.train.batch_size = 1024  # global
     c.train.epochs = 300
     c.train.label_smoothing = 0.1
+    c.train.label_smoothing_mode = "others"  # src/cross_entropy.py: off-label a / (K - 1)
 
     c.optim.name = "adamw"
     c.optim.weight_decay = 0.05
@@ -41,7 +43,8 @@ def get_config() -> ConfigDict:
     c.optim.adam_eps = 1e-8
 
     c.schedule.name = "cosine"
-    c.schedule.reference_batch_size = 1024
+    c.schedule.reference_batch_size = 1024  # 128 per device x 8: 1251 steps per epoch
+    c.schedule.first_step = 1  # src/lr_generator.py counts warmup and cosine from i + 1
     c.schedule.lr_max = 1e-3
     c.schedule.lr_init = 0.0
     c.schedule.lr_end = 0.0

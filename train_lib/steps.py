@@ -21,12 +21,19 @@ def normalize(images: jax.Array, mean, std, dtype) -> jax.Array:
     return x.astype(dtype)
 
 
-def cross_entropy(logits: jax.Array, labels: jax.Array, smoothing: float) -> jax.Array:
-    """Per-example softmax CE in float32, with label smoothing over all classes."""
+def cross_entropy(logits: jax.Array, labels: jax.Array, smoothing: float,
+                  mode: str = "uniform") -> jax.Array:
+    """Per-example softmax CE in float32 with label smoothing: 'uniform' spreads a over all K
+    classes (optax, timm), 'others' puts a / (K - 1) on every other class (MindSpore zoo)."""
     logits = logits.astype(jnp.float32)
     if not smoothing:
         return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-    targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), smoothing)
+    num_classes = logits.shape[-1]
+    one_hot = jax.nn.one_hot(labels, num_classes)
+    if mode == "others":
+        targets = one_hot * (1.0 - smoothing) + (1.0 - one_hot) * (smoothing / (num_classes - 1))
+    else:
+        targets = optax.smooth_labels(one_hot, smoothing)
     return optax.softmax_cross_entropy(logits, targets)
 
 
@@ -36,7 +43,8 @@ def _topk_correct(logits: jax.Array, labels: jax.Array, k: int) -> jax.Array:
 
 
 def make_train_step(split: SplitModel, tx: optax.GradientTransformation, *, mean, std, dtype,
-                    label_smoothing: float, mesh: Mesh, mode: str = "jit"):
+                    label_smoothing: float, mesh: Mesh, mode: str = "jit",
+                    label_smoothing_mode: str = "uniform"):
     """Returns step(state, batch) -> (state, metric sums); state is donated."""
     per_device = mode == "pmap"
 
@@ -51,7 +59,8 @@ def make_train_step(split: SplitModel, tx: optax.GradientTransformation, *, mean
 
         def loss_fn(params):
             logits, stats = split.apply(params, state.batch_stats, images, train=True, rng=rng)
-            return cross_entropy(logits, labels, label_smoothing).mean(), (logits, stats)
+            loss = cross_entropy(logits, labels, label_smoothing, label_smoothing_mode).mean()
+            return loss, (logits, stats)
 
         (loss, (logits, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         metrics = {
