@@ -268,3 +268,16 @@ def test_input_pipeline_benchmark_on_a_made_folder(tmp_path):
     assert erase["augmentation"] == "color_jitter"
     assert erase.get("img_per_s", 0) > 0 or "color_jitter" in erase["skipped"]
     assert len(os.listdir(tmp_path / "train")) == 10
+
+
+def test_benchmark_and_analyze_do_not_import_tensorflow():
+    """GPU hosts without TensorFlow must run --mode=benchmark/analyze and the GPU suite."""
+    code = (
+        "import sys, train_lib.benchmark, train_lib.analyze, benchmarks.compare_torch; "
+        "print('tensorflow' in sys.modules)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "False"
