@@ -77,7 +77,11 @@ def get_config() -> ConfigDict:
     c.train.tensorboard = True  # TensorBoard events in <workdir>/tensorboard (needs TensorFlow)
 
     c.optim = ConfigDict()
-    c.optim.name = "sgd"  # sgd | rmsprop | adamw
+    # sgd | rmsprop | adamw, each in the one form PyTorch, MindSpore and optax share here (one
+    # step of each is compared across the three in tests/test_step_parity.py): sgd a = m*a + g
+    # (+ wd*w, coupled), w -= lr*a, or lr*(g + m*a) with Nesterov; rmsprop TF's form (eps in the
+    # sqrt, mean square from 1, lr inside the momentum, coupled wd); adamw decoupled wd lr*wd*w.
+    c.optim.name = "sgd"
     c.optim.momentum = 0.9  # sgd and rmsprop
     c.optim.nesterov = True  # sgd
     c.optim.weight_decay = 1e-4

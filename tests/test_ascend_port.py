@@ -383,17 +383,13 @@ def _optax_reference(name: str):
     decay = optax.add_decayed_weights(wd, mask)
     if name == "sgd":
         return optax.chain(decay, optax.sgd(lr, momentum=c.momentum, nesterov=c.nesterov))
-    # TF placement: eps inside the sqrt; MindSpore (like TF1) starts the mean square at 1.
+    # TF placement: eps inside the sqrt; MindSpore (like TF1) starts the mean square at 1 and
+    # keeps the lr inside the momentum (mom = m * mom + lr * g / rms).
     return optax.chain(
         decay,
-        optax.rmsprop(
-            lr,
-            decay=c.rmsprop_decay,
-            eps=c.eps,
-            initial_scale=1.0,
-            eps_in_sqrt=True,
-            momentum=c.momentum,
-        ),
+        optax.scale_by_rms(decay=c.rmsprop_decay, eps=c.eps, eps_in_sqrt=True, initial_scale=1.0),
+        optax.scale_by_learning_rate(lr),
+        optax.trace(decay=c.momentum),
     )
 
 

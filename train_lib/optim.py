@@ -99,9 +99,14 @@ def create_optimizer(config: ConfigDict, schedule: optax.Schedule) -> optax.Grad
     if o.name == "sgd":
         chain.append(optax.sgd(schedule, momentum=o.momentum or None, nesterov=o.nesterov))
     else:
-        # TF/MindSpore placement: eps inside the sqrt, mean square starting at 1.
-        chain.append(optax.rmsprop(schedule, decay=o.rmsprop_decay, eps=o.eps, eps_in_sqrt=True,
-                                   initial_scale=1.0, momentum=o.momentum or None))
+        # TF/MindSpore/timm RMSpropTF: eps inside the sqrt, mean square starting at 1, and the lr
+        # inside the momentum (mom = m * mom + lr * g / rms; optax.rmsprop applies the lr after
+        # it, which differs once the lr changes between steps).
+        chain.append(optax.scale_by_rms(decay=o.rmsprop_decay, eps=o.eps, eps_in_sqrt=True,
+                                        initial_scale=1.0))
+        chain.append(optax.scale_by_learning_rate(schedule))
+        if o.momentum:
+            chain.append(optax.trace(decay=o.momentum))
     return optax.chain(*chain)
 
 
