@@ -6,13 +6,12 @@ timm's own PIL calls (timm.data.auto_augment), so they are timm's definition exa
 choices shared with the TensorFlow ops: geometric ops resample bilinearly, and posterize to 0 bits
 gives black (PIL >= 10 raises there).
 
-mindspore.dataset.vision's AutoAugment, RandAugment and RandomErasing are torchvision's
-definitions, not timm's: AutoAugment(IMAGENET) maps magnitudes through torchvision's 10 bins
-(e.g. Color factor 1 +/- 0.9 m/9 vs timm's 0.1 + 1.8 m/10, posterize 8 - round(m 4/9) bits),
-RandAugment has no magnitude noise, no per-op probability and another op set, and
+mindspore.dataset.vision's AutoAugment, RandAugment and RandomErasing follow torchvision, not
+timm: AutoAugment(IMAGENET) and RandAugment map magnitudes through torchvision's bins and value
+ranges (RandAugment also has no magnitude noise, no per-op probability and another op set), and
 RandomErasing draws the aspect ratio uniformly (timm: log-uniform) with h = w / ratio. So those
-three are ours (PyFunc ops in the map); colour jitter is mindspore's RandomColorAdjust, which is
-torchvision's ColorJitter, the op timm uses.
+three are ours (Python ops in the map). Colour jitter is mindspore's RandomColorAdjust with
+torchvision ColorJitter's factor ranges [max(0, 1 - s), 1 + s] (timm's color_jitter=s).
 
 Randomness comes from numpy's global generator, which mindspore.dataset.config.set_seed seeds.
 """

@@ -20,8 +20,9 @@ from tests.fake_data import make_folder
 from tests.test_ascend_port import run_ascend
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# field -> value that switches it off
+# field -> value that switches it off, per side
 PENDING = {"data.mixup": 0.0, "data.cutmix": 0.0, "train.grad_clip_norm": None}
+JAX_PENDING = ("data.mixup", "data.cutmix")
 # One config per recipe (the families' recipes live in *_common.py and the zoo configs); a
 # recipe written for a large variant runs here on its family's smallest model.
 RECIPES = {
@@ -29,7 +30,7 @@ RECIPES = {
     "hardnet_zoo": ("configs/hardnet85.py", "hardnet39ds"),
     "hrnet_official": ("configs/hrnet_w18_small.py", None),
     "hrnet_zoo": ("configs/hrnet_w48.py", "hrnet_w18_small"),
-    "hlg_paper": ("configs/hlg_tiny.py", None),
+    "hlg_paper": ("configs/hlg_tiny.py", "hlg_mobile"),  # official HLG, fewest blocks
     "hlg_zoo": ("configs/hlg_mobile_zoo.py", None),
 }
 
@@ -48,11 +49,11 @@ def _load(path: str):
     return module.get_config()
 
 
-def _pending_set(config) -> list[str]:
+def _pending_set(config, keys=tuple(PENDING)) -> list[str]:
     out = []
-    for key, off in PENDING.items():
+    for key in keys:
         section, field = key.split(".")
-        if config[section][field] != off and config[section][field]:
+        if config[section][field] != PENDING[key] and config[section][field]:
             out.append(key)
     return out
 
@@ -102,7 +103,8 @@ def test_every_config_validates_on_both_sides():
         try:
             loop.validate(_load(path))
         except UserError as e:
-            assert any(k.split(".")[1] in str(e) for k in _pending_set(_load(path))), (path, e)
+            pending = _pending_set(_load(path), JAX_PENDING)
+            assert any(k.split(".")[1] in str(e) for k in pending), (path, e)
             loop.validate(_without_pending(_load(path)))
     proc = run_ascend(["-c", _MINDSPORE_VALIDATE, json.dumps(files), json.dumps(PENDING)])
     results = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -113,20 +115,31 @@ def test_every_config_validates_on_both_sides():
         assert stripped == "", (path, stripped)
 
 
-def _overrides(recipe: str) -> list[str]:
+def _recipe_file(recipe: str, keys: tuple[str, ...], directory) -> str:
+    """A config file = the recipe's, with the side's PENDING features off (None has no flag)."""
     path, model = RECIPES[recipe]
-    config = _load(path)
-    flags = [f"--config.model.name={model}"] if model else []
-    flags += [
-        f"--config.model.num_classes={2}",  # the folder's classes (hlg_mobile_zoo's 1001: pending)
-        "--config.train.batch_size=2",
-        "--config.train.steps=2",
-        "--config.train.log_every_steps=1",
-        "--config.data.num_workers=1",
+    lines = [
+        f"from configs.{os.path.basename(path)[:-3]} import get_config as _recipe",
+        "def get_config():",
+        "    c = _recipe()",
+        *[f"    c.{key} = {PENDING[key]!r}" for key in _pending_set(_load(path), keys)],
+        *([f"    c.model.name = {model!r}"] if model else []),
+        "    return c",
     ]
-    for key in _pending_set(config):
-        flags.append(f"--config.{key}={PENDING[key]}")
-    return flags
+    out = directory / f"{recipe}.py"
+    out.write_text("\n".join(lines) + "\n")
+    return str(out)
+
+
+# Two steps of a longer run: stop_after_steps ends before the first eval (3 steps per epoch).
+TWO_STEPS = [
+    "--config.model.num_classes=2",  # the folder's classes (hlg_mobile_zoo's 1001: pending)
+    "--config.train.batch_size=2",
+    "--config.train.steps=100",
+    "--config.train.stop_after_steps=2",
+    "--config.train.log_every_steps=1",
+    "--config.data.num_workers=1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -139,10 +152,10 @@ def folder(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", sorted(RECIPES))
 def test_recipe_trains_two_steps_with_jax(recipe, folder, tmp_path):
-    path = RECIPES[recipe][0]
+    path = _recipe_file(recipe, JAX_PENDING, tmp_path)
     cmd = [sys.executable, "main.py", "--config", path, "--workdir", str(tmp_path / "w"),
            f"--config.data.source=folder:{folder}", "--config.train.tensorboard=False",
-           *_overrides(recipe)]  # fmt: skip
+           *TWO_STEPS]  # fmt: skip
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert _train_losses(tmp_path / "w")
@@ -158,11 +171,11 @@ def _train_losses(workdir) -> list[float]:
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", sorted(RECIPES))
 def test_recipe_trains_two_steps_with_mindspore(recipe, folder, tmp_path):
-    path = RECIPES[recipe][0]
+    path = _recipe_file(recipe, tuple(PENDING), tmp_path)
     run_ascend(
         ["-m", "ascend_port", "--config", path, "--workdir", str(tmp_path / "w"),
          f"--config.data.source=folder:{folder}", "--config.ascend.device_target=CPU",
-         "--config.ascend.mode=pynative", *_overrides(recipe)],
+         "--config.ascend.mode=pynative", *TWO_STEPS],
         timeout=1200,
     )  # fmt: skip
     assert _train_losses(tmp_path / "w")
