@@ -19,7 +19,7 @@ EXEC_MODES = ("graph", "pynative")
 AMP_LEVELS = ("O0", "O1", "O2", "O3")
 EXPORT_FORMATS = ("MINDIR", "ONNX")
 OPTIMIZERS = ("sgd", "rmsprop", "adamw")
-SCHEDULES = ("cosine", "linear", "step")
+SCHEDULES = ("cosine", "linear", "step", "zoo_cosine")  # ascend_port.schedule
 INTERPOLATIONS = ("bilinear", "bicubic")
 # Families whose cells take a stochastic-depth rate (the others have no drop path).
 _DROP_PATH_FAMILIES = ("hlg", "hlg_zoo")
