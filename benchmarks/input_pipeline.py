@@ -24,7 +24,7 @@ AUGMENTATIONS: dict[str, dict[str, Any]] = {
     "randaugment": {"auto_augment": "rand-m9-mstd0.5-inc1"},
     "autoaugment": {"auto_augment": "imagenet"},
     "color_jitter": {"color_jitter": 0.4},
-    "random_erase": {"random_erase": 0.25},  # applied on device after normalisation: no host cost
+    "random_erase": {"random_erase": 0.25},  # host draws the rectangles; the step fills them
     "mixup": {"mixup": 0.8},
     "cutmix": {"cutmix": 1.0},
 }
