@@ -5,6 +5,8 @@
     python main.py --mode=eval --config configs/hardnet68.py --workdir runs/h68 \\
         [--config.init_from=weights.safetensors]
     python main.py --mode=export --config configs/hrnet_w48.py --workdir runs/w48
+    python main.py --mode=predict --config configs/demo.py --workdir runs/demo \\
+        --images a.jpg,dir/ [--predictions_json out.json]
 
 A run on a workdir that holds checkpoints resumes from the latest committed one. Multi-host:
 pass --distributed on every host (jax.distributed.initialize; SLURM and TPU need no more flags).
@@ -21,10 +23,13 @@ from ml_collections import config_flags
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).", lock_config=True)
 flags.DEFINE_string("workdir", None, "Checkpoints, metrics, TensorBoard events and exports.")
-flags.DEFINE_enum("mode", "train", ["train", "eval", "export", "benchmark", "analyze"],
+flags.DEFINE_enum("mode", "train", ["train", "eval", "export", "predict", "benchmark", "analyze"],
                   "train: train and evaluate; eval: evaluate the latest checkpoint or "
                   "--config.init_from; export: write <workdir>/export/<model>.safetensors; "
+                  "predict: top-5 classes of --images; "
                   "benchmark: step speed on synthetic data; analyze: params, MACs, CIO, memory.")
+flags.DEFINE_string("images", None, "--mode=predict: image files and folders, comma-separated.")
+flags.DEFINE_string("predictions_json", "", "--mode=predict: also write the predictions here.")
 flags.DEFINE_bool("all", False, "--mode=analyze: every registered variant, not only the config's.")
 flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() first (multi-host).")
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (with --distributed).")
@@ -82,6 +87,12 @@ def main(argv: list[str]) -> None:
             result = loop.train_and_evaluate(config, FLAGS.workdir)
         elif FLAGS.mode == "eval":
             result = loop.evaluate(config, FLAGS.workdir)
+        elif FLAGS.mode == "predict":
+            if not FLAGS.images:
+                _fail("--mode=predict needs --images FILE_OR_DIR[,...]")
+            from train_lib import predict
+
+            result = predict.run(config, FLAGS.workdir, FLAGS.images, FLAGS.predictions_json)
         elif FLAGS.mode == "export":
             result = {"exported": loop.export(config, FLAGS.workdir)}
         elif FLAGS.mode == "benchmark":
