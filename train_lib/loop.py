@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Any
@@ -18,7 +17,7 @@ import input_pipeline
 import models
 from input_pipeline import augment_rules
 from models import registry
-from train_lib import checkpoint, optim, steps
+from train_lib import checkpoint, optim, plots, steps
 from train_lib import mesh as mesh_lib
 from train_lib.errors import UserError
 from train_lib.metrics import MetricWriter, progress_bar
@@ -106,8 +105,9 @@ def _write_config(config: ConfigDict, workdir: str) -> None:
 
 # --------------------------------------------------------------------------- evaluation
 def run_eval(config: ConfigDict, eval_step, params, batch_stats, sharding,
-             num_examples: int) -> dict[str, float]:
-    """One pass over the eval split; every image counts exactly once (padding is masked)."""
+             num_examples: int) -> dict[str, Any]:
+    """One pass over the eval split; every image counts exactly once (padding is masked).
+    The result holds the confusion matrix as an array under "confusion" (see _report_eval)."""
     batch_size = config.train.eval_batch_size or config.train.batch_size
     batches = input_pipeline.eval_batches(
         config.data, global_batch_size=batch_size, process_index=jax.process_index(),
@@ -117,12 +117,22 @@ def run_eval(config: ConfigDict, eval_step, params, batch_stats, sharding,
         total = steps.accumulate(total, eval_step(params, batch_stats, batch))
     if total is None:
         raise UserError(f"the eval split of {config.data.source} is empty")
-    total = {k: float(v) for k, v in mesh_lib.fetch_replicated(total).items()}
+    total = mesh_lib.fetch_replicated(total)
+    confusion = np.asarray(total.pop("confusion"))
+    total = {k: float(v) for k, v in total.items()}
     count = int(round(total.pop("count")))
     if count != num_examples:
         raise RuntimeError(f"evaluated {count} images, the split has {num_examples}")
     return {"loss": total["loss"] / count, "top1": total["top1"] / count,
-            "top5": total["top5"] / count, "examples": count}
+            "top5": total["top5"] / count, "examples": count, "confusion": confusion}
+
+
+def _report_eval(workdir: str, result: dict[str, Any], class_names, **extra: Any) -> None:
+    """Pops the confusion matrix off `result` into eval_result.json (per-class accuracy) and
+    plots/confusion.png (up to plots.CONFUSION_MAX_CLASSES classes), on process 0."""
+    confusion = result.pop("confusion")
+    if jax.process_index() == 0:
+        plots.write_eval_report(workdir, result, confusion, class_names, **extra)
 
 
 # --------------------------------------------------------------------------- training
@@ -201,6 +211,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
             if step % eval_every == 0 or step == num_steps:
                 result = run_eval(config, eval_step, state.params, state.batch_stats,
                                   data_sharding, data_info.num_eval_examples)
+                _report_eval(workdir, result, data_info.class_names, step=step)
                 writer.write(step, "eval", result)
                 bar.write(f"step {step}/{num_steps} eval: top1 {result['top1']:.4f} "
                           f"top5 {result['top5']:.4f} loss {result['loss']:.4f} "
@@ -210,10 +221,16 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
         elif start >= num_steps:
             result = run_eval(config, eval_step, state.params, state.batch_stats, data_sharding,
                               data_info.num_eval_examples)
+            _report_eval(workdir, result, data_info.class_names, step=start)
     finally:
         bar.close()
         ckpt.close()
         writer.close()
+    if jax.process_index() == 0:
+        try:  # the run's results are saved; a failed picture must not fail it
+            plots.write_curves(workdir)
+        except Exception as e:  # noqa: BLE001
+            logging.warning("could not draw %s/plots: %r", workdir, e)
     return result
 
 
@@ -258,10 +275,8 @@ def evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
                                    mesh_lib.replicated(mesh))
     result = run_eval(config, steps.make_eval_step(split, **_preprocessing(config)), params, stats,
                       mesh_lib.data_sharding(mesh), data_info.num_eval_examples)
-    if jax.process_index() == 0:
-        os.makedirs(workdir, exist_ok=True)
-        with open(os.path.join(workdir, "eval_result.json"), "w") as f:
-            json.dump({"weights": config.init_from or "latest checkpoint", **result}, f, indent=2)
+    _report_eval(workdir, result, data_info.class_names,
+                 weights=config.init_from or "latest checkpoint")
     return result
 
 

@@ -86,18 +86,26 @@ def make_train_step(split: SplitModel, tx: optax.GradientTransformation, *, mean
 
 
 def make_eval_step(split: SplitModel, *, mean, std, dtype):
-    """Returns eval(params, batch_stats, batch) -> masked sums (loss, top1, top5, count)."""
+    """Returns eval(params, batch_stats, batch) -> masked sums (loss, top1, top5, count) and the
+    confusion matrix [true, predicted] (int32 counts; per-class accuracy and confusion.png)."""
 
     @jax.jit
     def eval_step(params, batch_stats, batch):
         images = normalize(batch["image"], mean, std, dtype)
         logits, _ = split.apply(params, batch_stats, images, train=False)
         labels, mask = batch["label"], batch["mask"].astype(jnp.float32)
+        # A contraction over the (sharded) batch, like the sums: XLA all-reduces it to a
+        # replicated result on any mesh. float32 counts are exact below 2**24 per batch.
+        num_classes = logits.shape[-1]
+        true = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32) * mask[:, None]
+        predicted = jax.nn.one_hot(jnp.argmax(logits, axis=-1), num_classes, dtype=jnp.float32)
+        confusion = jnp.round(true.T @ predicted).astype(jnp.int32)
         return {
             "loss": (cross_entropy(logits, labels, 0.0) * mask).sum(),
             "top1": (_topk_correct(logits, labels, 1) * mask).sum(),
             "top5": (_topk_correct(logits, labels, 5) * mask).sum(),
             "count": mask.sum(),
+            "confusion": confusion,
         }
 
     return eval_step
