@@ -78,7 +78,8 @@ def validate(config: ConfigDict, *, mode: str = "train") -> None:
     _rate("model.drop_path_rate", m.drop_path_rate)
     if m.drop_path_rate is not None and info.family not in _DROP_PATH_FAMILIES:
         raise UserError(f"model.drop_path_rate: {m.name} has no stochastic depth; leave it unset")
-    data_source(d.source)
+    if mode != "predict":  # predict reads no dataset (ImageNet's class names ship with us)
+        data_source(d.source)
     _positive("data.image_size", d.image_size)
     if info.family in _FIXED_224_FAMILIES and d.image_size != 224:
         raise UserError(f"data.image_size={d.image_size}: {m.name} takes 224x224 inputs only")

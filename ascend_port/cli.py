@@ -41,6 +41,8 @@ flags.DEFINE_enum(
     "predict: top-5 classes of images.",
 )
 flags.DEFINE_bool("distributed", False, "Data-parallel over the processes msrun/mpirun started.")
+flags.DEFINE_string("images", None, "--mode=predict: image files and folders, comma-separated.")
+flags.DEFINE_string("predictions_json", "", "--mode=predict: also write the predictions here.")
 
 
 def fail(message: str) -> None:
@@ -74,6 +76,8 @@ def _dispatch(mode: str) -> dict:
     config, workdir = FLAGS.config, FLAGS.workdir
     try:
         checks.validate(config, mode=mode)
+        if mode == "predict" and not FLAGS.images:
+            raise UserError("--mode=predict needs --images FILE_OR_DIR[,...]")
         from ascend_port import runtime  # imports mindspore: after the cheap checks
 
         runtime.setup(config.ascend.device_target, config.ascend.mode)
@@ -89,11 +93,9 @@ def _dispatch(mode: str) -> dict:
             from ascend_port import export
 
             return {"exported": export.export(config, workdir)}
-        try:
-            from ascend_port import predict
-        except ModuleNotFoundError:
-            raise UserError("--mode=predict is not available on the MindSpore side yet") from None
-        return predict.predict(config, workdir)
+        from ascend_port import predict
+
+        return predict.run(config, workdir, FLAGS.images, FLAGS.predictions_json)
     except (UserError, FileNotFoundError, WeightsMismatchError) as e:
         fail(str(e))
     return {}  # unreachable

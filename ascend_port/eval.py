@@ -19,6 +19,7 @@ from ascend_port import data, registry
 from ascend_port import weights as msw
 from ascend_port import workdir as wd
 from ascend_port.errors import UserError
+from train_lib import plots
 
 
 def eval_batch_size(config: ConfigDict) -> int:
@@ -37,14 +38,18 @@ def data_root(config: ConfigDict) -> str:
     return root
 
 
-def run_eval(config: ConfigDict, net, root: str) -> dict:
-    """{'loss', 'top1', 'top5', 'examples'} of `net` (put in eval mode, restored after)."""
+def run_eval(config: ConfigDict, net, root: str, *, report_to: str = "", **extra) -> dict:
+    """{'loss', 'top1', 'top5', 'examples'} of `net` (put in eval mode, restored after). With
+    `report_to` (a workdir), also its eval_result.json (+ `extra`, per-class accuracy, confusion
+    matrix) and plots/confusion.png, as the JAX side writes them."""
     was_training = net.training
     net.set_train(False)
     ds, expected = data.eval_dataset(config, root, batch_size=eval_batch_size(config))
     k = min(5, config.model.num_classes)
     seen = top1 = topk = 0
     loss = 0.0
+    classes = config.model.num_classes
+    confusion = np.zeros((classes, classes), np.int64)  # [true, predicted]
     for images, labels in ds.create_tuple_iterator(num_epochs=1):
         logits = net(images).asnumpy().astype(np.float64)
         labels = labels.asnumpy()
@@ -54,13 +59,19 @@ def run_eval(config: ConfigDict, net, root: str) -> dict:
         shifted = logits - logits.max(axis=1, keepdims=True)
         log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         loss -= float(log_probs[np.arange(len(labels)), labels].sum())
+        np.add.at(confusion, (labels, ranked[:, 0]), 1)
         seen += len(labels)
     net.set_train(was_training)
     if seen == 0:
         raise UserError(f"the eval split of {config.data.source} is empty")
     if seen != expected:
         raise RuntimeError(f"evaluated {seen} images, the split has {expected}")
-    return {"loss": loss / seen, "top1": top1 / seen, "top5": topk / seen, "examples": seen}
+    result = {"loss": loss / seen, "top1": top1 / seen, "top5": topk / seen, "examples": seen}
+    if report_to:
+        indexing = data.class_indexing(root)
+        names = sorted(indexing, key=indexing.get)
+        plots.write_eval_report(report_to, result, confusion, names, **extra)
+    return result
 
 
 def weights_to_evaluate(config: ConfigDict, workdir: str) -> str:
@@ -83,7 +94,7 @@ def evaluate(config: ConfigDict, workdir: str) -> dict:
     net = registry.create(config.model.name, num_classes=config.model.num_classes)
     msw.load_weights(net, path)
     root = data_root(config)
-    result = run_eval(config, net, root)
+    result = run_eval(config, net, root, report_to=workdir, weights=config.init_from or path)
     logging.info(
         "%s: top-1 %.4f top-5 %.4f over %d images",
         path,
@@ -91,7 +102,6 @@ def evaluate(config: ConfigDict, workdir: str) -> dict:
         result["top5"],
         result["examples"],
     )
-    wd.write_eval_result(workdir, {"weights": config.init_from or path, **result})
     return result
 
 

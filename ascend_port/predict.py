@@ -1,61 +1,32 @@
 """Predict with MindSpore: the top-5 classes of each given image, as main.py --mode=predict does.
 
-    python -m ascend_port.predict --config configs/X.py --workdir DIR --images a.jpg,dir/ \
-        [--config.init_from=weights.safetensors] [--predictions_json out.json] [--device_target CPU]
+    python -m ascend_port --mode=predict --config configs/X.py --workdir W --images a.jpg,dir/ \
+        [--config.init_from=weights.safetensors] [--predictions_json out.json]
 
-The weights are config.init_from (canonical .safetensors or .ckpt) or the newest checkpoint in
-DIR/checkpoints. Images get the eval preprocessing of ascend_port.data (the JAX side's crop
-window and antialiased resize, the model's mean/std and interpolation) and go through the cell in
+The weights are config.init_from (canonical .safetensors or .ckpt) or the workdir's latest
+checkpoint. Images get the eval preprocessing of ascend_port.data (the JAX side's crop window
+and antialiased resize, the model's mean/std and interpolation) and go through the cell in
 fixed-size batches. The image list, class names, top-5, table and JSON come from
 input_pipeline.predict_io, the module main.py uses too. A file that does not decode is named on
-one `warning:` line and skipped.
+one `warning:` line and skipped. `python -m ascend_port.predict` is the same command.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator, Sequence
 
 import mindspore as ms
 import numpy as np
-from absl import app, flags
-from ml_collections import ConfigDict, config_flags
+from ml_collections import ConfigDict
 from PIL import Image
 
-from ascend_port import callbacks, data, registry, runtime
+from ascend_port import data, registry
 from ascend_port import weights as msw
+from ascend_port import workdir as wd
+from ascend_port.errors import UserError
+from ascend_port.eval import weights_to_evaluate
 from input_pipeline import predict_io
-
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "config file (configs/*.py)", lock_config=True
-)
-_WORKDIR = flags.DEFINE_string("workdir", None, "run directory (checkpoints/ is read)")
-_IMAGES = flags.DEFINE_string("images", None, "image files and folders, comma-separated")
-_JSON = flags.DEFINE_string("predictions_json", "", "also write the predictions here")
-_TARGET = flags.DEFINE_string(
-    "device_target", "", "Ascend | GPU | CPU ('' = config.ascend.device_target)"
-)
-_EXEC = flags.DEFINE_enum("exec_mode", "graph", ["graph", "pynative"], "MindSpore execution mode")
-
-
-class PredictError(ValueError):
-    """A user mistake (no weights, no readable image): one `error:` line, exit 2."""
-
-
-def weights_path(config: ConfigDict, workdir: str) -> str:
-    """config.init_from, else the newest checkpoint of the run in workdir."""
-    if config.init_from:
-        if not os.path.isfile(config.init_from):
-            raise PredictError(f"init_from={config.init_from}: no such file")
-        return config.init_from
-    files = callbacks.checkpoint_files(os.path.join(workdir, "checkpoints"))
-    if not files:
-        raise PredictError(
-            f"no checkpoint in {os.path.join(workdir, 'checkpoints')}; train first or pass "
-            "--config.init_from=FILE.safetensors"
-        )
-    return files[-1]
 
 
 def _decoded(
@@ -84,8 +55,9 @@ def predict(
     try:
         paths = predict_io.list_images(images)
     except predict_io.ImagesError as e:
-        raise PredictError(str(e)) from None
-    path = weights_path(config, workdir)
+        raise UserError(str(e)) from None
+    wd.check(workdir, config.model.name, writing=False)
+    path = weights_to_evaluate(config, workdir)
     net = registry.create(config.model.name, num_classes=config.model.num_classes)
     msw.load_weights(net, path)
     net.set_train(False)
@@ -111,7 +83,7 @@ def predict(
     if chunk:
         flush()
     if not predictions:
-        raise PredictError(f"none of the {len(paths)} images given by --images could be decoded")
+        raise UserError(f"none of the {len(paths)} images given by --images could be decoded")
     return predictions, skipped, path
 
 
@@ -130,22 +102,9 @@ def run(config: ConfigDict, workdir: str, images: str, predictions_json: str = "
     return {"predicted": len(predictions), "skipped": len(skipped)}
 
 
-def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    config = _CONFIG.value
-    if not _IMAGES.value:
-        print("error: --images FILE_OR_DIR[,...] is required", file=sys.stderr)
-        sys.exit(2)
-    runtime.setup(runtime.device_target(_TARGET.value, config), _EXEC.value)
-    try:
-        result = run(config, _WORKDIR.value, _IMAGES.value, _JSON.value)
-    except PredictError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    print(" ".join(f"{k}={v}" for k, v in result.items()))
+if (
+    __name__ == "__main__"
+):  # python -m ascend_port.predict: the predict mode of python -m ascend_port
+    from ascend_port import cli
 
-
-if __name__ == "__main__":
-    flags.mark_flags_as_required(["config", "workdir"])
-    app.run(main)
+    cli.run(default_mode="predict")

@@ -45,6 +45,7 @@ from ascend_port import weights as msw
 from ascend_port import workdir as wd
 from ascend_port.errors import UserError
 from ascend_port.losses import SmoothedCrossEntropy
+from train_lib import plots
 
 
 def _resume(model: Model, workdir: str) -> int:
@@ -194,7 +195,7 @@ def train(config: ConfigDict, workdir: str, *, distributed: bool = False) -> dic
     evaluator = None
     if writer:
         evaluator = callbacks.PeriodicEval(
-            evaluate=lambda: eval_lib.run_eval(config, net, root),
+            evaluate=lambda: eval_lib.run_eval(config, net, root, report_to=workdir),
             every=max(int(config.train.eval_every_epochs * steps_per_epoch), 1),
             total_steps=total_steps,
             metrics=metrics,
@@ -220,6 +221,11 @@ def train(config: ConfigDict, workdir: str, *, distributed: bool = False) -> dic
     model.train(first + passes, ds, callbacks=cbs, dataset_sink_mode=sink, initial_epoch=first)
     if last_step < total_steps:
         logging.warning("stopped after step %d of %d; run again to resume", last_step, total_steps)
+    if writer:
+        try:  # the run's results are saved; a failed picture must not fail it
+            plots.write_curves(workdir)
+        except Exception as e:  # noqa: BLE001
+            logging.warning("could not draw %s/plots: %r", workdir, e)
     return evaluator.result if evaluator else {}
 
 

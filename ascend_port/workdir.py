@@ -83,10 +83,6 @@ def write_config(config: ConfigDict, workdir: str) -> None:
     write_text_atomic(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=2))
 
 
-def write_eval_result(workdir: str, result: dict) -> None:
-    write_text_atomic(os.path.join(workdir, "eval_result.json"), json.dumps(result, indent=2))
-
-
 def metrics_path(workdir: str) -> str:
     return os.path.join(workdir, "metrics.jsonl")
 

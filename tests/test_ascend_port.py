@@ -523,6 +523,7 @@ def test_train_resumes_mid_epoch_lowers_loss_and_eval_reads_its_checkpoint(tmp_p
     ckpts = sorted((workdir / "checkpoints").glob("*.ckpt"))
     assert [c.name for c in ckpts] == ["hardnet39ds-s00000015.ckpt", "hardnet39ds-s00000018.ckpt"]
     assert json.loads((workdir / "config.json").read_text())["model"]["name"] == "hardnet39ds"
+    assert (workdir / "plots" / "curves.png").stat().st_size > 10_000  # drawn from metrics.jsonl
     run_ascend(
         [
             "-m",
@@ -536,6 +537,10 @@ def test_train_resumes_mid_epoch_lowers_loss_and_eval_reads_its_checkpoint(tmp_p
     assert result["examples"] == n_val
     assert result["weights"].endswith("hardnet39ds-s00000018.ckpt")
     assert 0.0 <= result["top1"] <= result["top5"] <= 1.0
+    confusion = np.asarray(result["confusion"])  # [true, predicted], as the JAX side writes it
+    assert confusion.sum() == n_val and np.trace(confusion) == round(result["top1"] * n_val)
+    assert [c["name"] for c in result["per_class"]] == ["class_0", "class_1", "class_2"]
+    assert (workdir / "plots" / "confusion.png").stat().st_size > 10_000
 
 
 _TEN_CLASS_WEIGHTS = """

@@ -123,6 +123,11 @@ def test_eight_devices_match_one_device(tmp_path, one_device):
     assert eight["result"]["examples"] == one["result"]["examples"] == 359
     _assert_close(_weights(one), _weights(eight), atol=1e-5)  # params and BatchNorm statistics
     assert abs(one["result"]["loss"] - eight["result"]["loss"]) <= 1e-5
+    # The confusion matrix is summed over the sharded batch like the scalar sums.
+    report = json.loads((tmp_path / "eight" / "eval_result.json").read_text())
+    confusion = np.asarray(report["confusion"])
+    assert confusion.shape == (10, 10) and confusion.sum() == 359
+    assert np.trace(confusion) == round(eight["result"]["top1"] * 359)
 
 
 @pytest.mark.xdist_group("subprocess_training")

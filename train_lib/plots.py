@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -217,8 +218,10 @@ def write_eval_report(
         confusion(matrix, class_names, os.path.join(plots_dir(workdir), "confusion.png"))
     os.makedirs(workdir, exist_ok=True)
     path = os.path.join(workdir, "eval_result.json")
-    with open(path, "w") as f:
+    fd, tmp = tempfile.mkstemp(dir=workdir, prefix=".tmp-eval_result-")
+    with os.fdopen(fd, "w") as f:  # write, then rename: readers never see half a file
         json.dump(report, f, indent=2)
+    os.replace(tmp, path)
     return path
 
 
