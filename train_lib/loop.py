@@ -37,6 +37,9 @@ def validate(config: ConfigDict) -> None:
         raise UserError(f"model.dtype={config.model.dtype!r}; choose one of {', '.join(DTYPES)}")
     if config.parallel.mode not in PARALLEL_MODES:
         raise UserError(f"parallel.mode={config.parallel.mode!r}; choose jit or pmap")
+    if config.train.label_smoothing_mode not in ("uniform", "others"):
+        raise UserError(f"train.label_smoothing_mode={config.train.label_smoothing_mode!r}; "
+                        "choose uniform or others")
     if config.train.batch_size % jax.device_count():
         raise UserError(f"train.batch_size={config.train.batch_size} is not divisible by the "
                         f"{jax.device_count()} devices")
@@ -169,7 +172,8 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
 
         train_step = steps.make_train_step(
             split, tx, label_smoothing=config.train.label_smoothing, mesh=mesh,
-            mode=config.parallel.mode, **_preprocessing(config))
+            mode=config.parallel.mode, label_smoothing_mode=config.train.label_smoothing_mode,
+            **_preprocessing(config))
         eval_step = steps.make_eval_step(split, **_preprocessing(config))
         batches = input_pipeline.train_batches(
             config.data, global_batch_size=config.train.batch_size, seed=config.seed,
