@@ -16,9 +16,15 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+# TensorFlow (the data loader) and XLA log C++ INFO/WARNING lines on stderr (oneDNN notices, CPU
+# feature lists) that differ from machine to machine; keep their errors. Set before either is
+# imported; a value the user set wins.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).", lock_config=True)
@@ -44,13 +50,48 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
+def _config_path(argv: list[str]) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1]
+        if arg == "--config" and i + 1 < len(argv):
+            return argv[i + 1]
+    return None
+
+
+def _config_load_error(e: BaseException, argv: list[str]) -> str | None:
+    """The one-line message when the --config file is missing or raised while loading."""
+    path = _config_path(argv)
+    if path is None:
+        return None
+    if not os.path.isfile(path):
+        return f"--config {path}: no such file (recipes are in configs/, e.g. configs/demo.py)"
+    target = os.path.realpath(path)
+    frames = [f for f, _ in traceback.walk_tb(e.__traceback__)]
+    in_file = any(os.path.realpath(f.f_code.co_filename) == target for f in frames)
+    if isinstance(e, SyntaxError) and os.path.realpath(e.filename or "") == target:
+        in_file = True
+    if in_file or isinstance(e, OSError):
+        detail = " ".join(f"{type(e).__name__}: {e}".split())
+        return f"--config {path} could not be loaded ({detail}); fix the file or pick a recipe in configs/"
+    return None
+
+
 def _parse_flags(argv: list[str]) -> list[str]:
-    """absl parsing, but a bad flag or --config override is one line on stderr, no traceback."""
+    """absl parsing, but a bad flag, config file or --config override is one line on stderr."""
     try:
-        return FLAGS(argv)
+        rest = FLAGS(argv)
+        if FLAGS.config is not None:  # a config file that failed to load raises when first read
+            FLAGS.config.keys()
+        return rest
     except flags.Error as e:
-        _fail(str(e))
-    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        _fail(_config_load_error(e, argv) or str(e))
+    except Exception as e:  # noqa: BLE001  (the config module can raise anything)
+        message = _config_load_error(e, argv)
+        if message is not None:
+            _fail(message)
+        if not isinstance(e, (AttributeError, KeyError, TypeError, ValueError)):
+            raise
         # ml_collections raises these for unknown keys and locked-config type errors.
         detail = str(e.args[0] if e.args else e).strip("'\"").replace("\\n", " ").replace("\n", " ").replace("\\'", "'")
         overrides = [a for a in argv[1:] if a.startswith("--config.")]

@@ -1,13 +1,19 @@
 """The one place the input pipeline imports TensorFlow.
 
 TensorFlow is only a CPU data loader here: hiding the GPUs before anything touches them keeps TF
-from pre-allocating accelerator memory that JAX needs. Modules that need TF import `tf` from here,
+from pre-allocating accelerator memory that JAX needs, and its C++ INFO/WARNING chatter is off. Modules that need TF import `tf` from here,
 and only `input_pipeline` functions that read real data import those modules, so `import
 input_pipeline` and the synthetic source never load TensorFlow.
 """
 
-import tensorflow as tf
-from absl import logging
+import os
+
+# TF's C++ INFO/WARNING lines (oneDNN notices, CPU feature lists) vary from machine to machine and
+# bury real messages; its errors stay. Only takes effect before TensorFlow's first import.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf  # noqa: E402
+from absl import logging  # noqa: E402
 
 try:
     tf.config.set_visible_devices([], "GPU")

@@ -14,6 +14,7 @@ import pytest
 
 import models
 from configs import base
+from tests import cli
 from train_lib import optim
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -157,19 +158,11 @@ def test_resumed_run_ends_where_an_uninterrupted_run_ends(tmp_path):
 
 
 # --------------------------------------------------------------------------- CLI errors
-def _main(*args, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    return subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), *args],
-                          capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT)
+_main = cli.run_main
 
 
 def _assert_one_line_error(proc, *needles):
-    assert proc.returncode != 0
-    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-    message = next(line for line in lines if "rror" in line)
-    for needle in needles:
-        assert needle in message, message
+    cli.assert_one_line_error(proc, *needles)
 
 
 @pytest.mark.parametrize("args, needles", [

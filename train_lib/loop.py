@@ -15,42 +15,21 @@ from ml_collections import ConfigDict
 
 import input_pipeline
 import models
-from input_pipeline import augment_rules
 from models import registry
-from train_lib import checkpoint, optim, plots, steps
+from train_lib import checkpoint, config_checks, optim, plots, run_config, steps
 from train_lib import mesh as mesh_lib
 from train_lib.errors import UserError
 from train_lib.metrics import MetricWriter, progress_bar
 from train_lib.state import SplitModel, TrainState
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-PARALLEL_MODES = ("jit", "pmap")
 
 
 # --------------------------------------------------------------------------- setup
 def validate(config: ConfigDict) -> None:
-    """Value checks the config's types cannot express; fail before anything runs."""
-    if config.model.name not in models.names():
-        raise UserError(f"model.name={config.model.name!r} is not a model; choose one of "
-                        f"{', '.join(models.names())}")
-    if config.model.dtype not in DTYPES:
-        raise UserError(f"model.dtype={config.model.dtype!r}; choose one of {', '.join(DTYPES)}")
-    if config.parallel.mode not in PARALLEL_MODES:
-        raise UserError(f"parallel.mode={config.parallel.mode!r}; choose jit or pmap")
-    if config.train.label_smoothing_mode not in ("uniform", "others"):
-        raise UserError(f"train.label_smoothing_mode={config.train.label_smoothing_mode!r}; "
-                        "choose uniform or others")
-    if config.train.batch_size % jax.device_count():
-        raise UserError(f"train.batch_size={config.train.batch_size} is not divisible by the "
-                        f"{jax.device_count()} devices")
-    try:
-        augment_rules.check(config.data)
-    except ValueError as e:
-        raise UserError(str(e)) from None
-    unbuilt = [k for k in ("mixup", "cutmix") if config.data[k]]
-    if unbuilt:
-        raise UserError(f"data.{', data.'.join(unbuilt)} are not implemented yet (the recipes "
-                        "issue adds them); set them to 0 / '' to train without")
+    """Value checks the config's types cannot express; fail before anything runs or is written."""
+    config_checks.check(config, device_count=jax.device_count(),
+                        process_count=jax.process_count())
 
 
 def _model_kwargs(config: ConfigDict) -> dict[str, Any]:
@@ -99,13 +78,6 @@ def _dataset_info(config: ConfigDict) -> input_pipeline.DatasetInfo:
     return data
 
 
-def _write_config(config: ConfigDict, workdir: str) -> None:
-    if jax.process_index() == 0:
-        os.makedirs(workdir, exist_ok=True)
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=2))
-
-
 # --------------------------------------------------------------------------- evaluation
 def run_eval(config: ConfigDict, eval_step, params, batch_stats, sharding,
              num_examples: int) -> dict[str, Any]:
@@ -142,8 +114,8 @@ def _report_eval(workdir: str, result: dict[str, Any], class_names, **extra: Any
 def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
     """Trains (resuming from the latest committed checkpoint in workdir) and evaluates."""
     validate(config)
+    run_config.check_workdir(workdir)
     data_info = _dataset_info(config)
-    _write_config(config, workdir)
     mesh = mesh_lib.make_mesh()
     data_sharding, replicated = mesh_lib.data_sharding(mesh), mesh_lib.replicated(mesh)
 
@@ -165,6 +137,10 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
                                    num_classes=config.model.num_classes)
     try:
         start = ckpt.latest_step()
+        if start is not None:
+            ckpt.check_model(start)  # another model's workdir is refused before anything is written
+        if jax.process_index() == 0:
+            run_config.write(config, workdir)
         if start is not None:
             state = TrainState.from_dict(ckpt.restore(start, state.as_dict()))
             logging.warning("resumed from step %d of %s", start, ckpt.directory)
@@ -266,6 +242,7 @@ def _latest_weights(config: ConfigDict, workdir: str) -> dict[str, np.ndarray]:
 def evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
     """Evaluates config.init_from if set, else the latest checkpoint in workdir."""
     validate(config)
+    run_config.check_workdir(workdir)
     data_info = _dataset_info(config)
     if config.init_from:
         model = build_model(config)
@@ -287,6 +264,7 @@ def evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
 def export(config: ConfigDict, workdir: str) -> str:
     """Writes <workdir>/export/<model>.safetensors (canonical weights) from the latest checkpoint."""
     validate(config)
+    run_config.check_workdir(workdir)
     flat = _latest_weights(config, workdir)
     model = models.create(config.model.name, num_classes=config.model.num_classes, weights=flat)
     path = os.path.join(workdir, "export", f"{config.model.name}.safetensors")

@@ -22,7 +22,7 @@ class MetricWriter:
         self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", buffering=1)
         if tensorboard:
             try:  # tf.summary needs TensorFlow, which the synthetic benchmark path must not import
-                import tensorflow as tf
+                from input_pipeline.tf_runtime import tf  # quiet C++ logs, GPUs hidden
 
                 self._tf = tf
                 self._tb = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))

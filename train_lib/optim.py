@@ -9,10 +9,8 @@ import jax.numpy as jnp
 import optax
 from ml_collections import ConfigDict
 
+from train_lib.config_checks import OPTIMIZERS, SCHEDULES
 from train_lib.errors import UserError
-
-OPTIMIZERS = ("sgd", "rmsprop", "adamw")
-SCHEDULES = ("cosine", "linear", "step", "zoo_cosine")
 
 
 def lr_scale(config: ConfigDict) -> float:
