@@ -18,9 +18,8 @@ import os
 import sys
 import traceback
 
-# TensorFlow (the data loader) and XLA log C++ INFO/WARNING lines on stderr (oneDNN notices, CPU
-# feature lists) that differ from machine to machine; keep their errors. Set before either is
-# imported; a value the user set wins.
+# XLA logs C++ INFO/WARNING lines that differ from machine to machine; keep its errors. Set before
+# jax is imported; a value the user set wins. (TensorFlow's are set in input_pipeline.tf_runtime.)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402
@@ -37,6 +36,9 @@ flags.DEFINE_enum("mode", "train", ["train", "eval", "export", "predict", "bench
 flags.DEFINE_string("images", None, "--mode=predict: image files and folders, comma-separated.")
 flags.DEFINE_string("predictions_json", "", "--mode=predict: also write the predictions here.")
 flags.DEFINE_bool("all", False, "--mode=analyze: every registered variant, not only the config's.")
+flags.DEFINE_bool("allow_config_change", False,
+                  "Resume checkpoints although the config differs from theirs in a key that "
+                  "changes the result (model, data, batch size, schedule, optimizer, seed).")
 flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() first (multi-host).")
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (with --distributed).")
 flags.DEFINE_integer("num_processes", None, "Number of processes (with --distributed).")
@@ -125,7 +127,8 @@ def main(argv: list[str]) -> None:
     config = FLAGS.config
     try:
         if FLAGS.mode == "train":
-            result = loop.train_and_evaluate(config, FLAGS.workdir)
+            result = loop.train_and_evaluate(config, FLAGS.workdir,
+                                             allow_config_change=FLAGS.allow_config_change)
         elif FLAGS.mode == "eval":
             result = loop.evaluate(config, FLAGS.workdir)
         elif FLAGS.mode == "predict":

@@ -25,6 +25,12 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
+    def committed_step(self) -> int | None:
+        """The latest step whose save has finished committing (waits for pending saves)."""
+        self.manager.wait_until_finished()
+        self.manager.reload()
+        return self.manager.latest_step()
+
     def save(self, step: int, state: dict[str, Any]) -> None:
         """Weights (params + BN statistics) and the rest of the train state are separate items,
         so evaluation and export restore the weights alone."""

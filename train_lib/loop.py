@@ -16,7 +16,7 @@ from ml_collections import ConfigDict
 import input_pipeline
 import models
 from models import registry
-from train_lib import checkpoint, config_checks, optim, plots, run_config, steps
+from train_lib import checkpoint, config_checks, finite, optim, plots, run_config, steps
 from train_lib import mesh as mesh_lib
 from train_lib.errors import UserError
 from train_lib.metrics import MetricWriter, progress_bar
@@ -111,36 +111,39 @@ def _report_eval(workdir: str, result: dict[str, Any], class_names, **extra: Any
 
 
 # --------------------------------------------------------------------------- training
-def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
-    """Trains (resuming from the latest committed checkpoint in workdir) and evaluates."""
+def train_and_evaluate(config: ConfigDict, workdir: str, *,
+                       allow_config_change: bool = False) -> dict[str, float]:
+    """Trains (resuming from the latest committed checkpoint in workdir) and evaluates.
+
+    Resuming checkpoints trained with a config that differs in a result-changing key is refused
+    unless `allow_config_change`."""
     validate(config)
     run_config.check_workdir(workdir)
     data_info = _dataset_info(config)
-    mesh = mesh_lib.make_mesh()
-    data_sharding, replicated = mesh_lib.data_sharding(mesh), mesh_lib.replicated(mesh)
-
-    split = SplitModel(build_model(config))
-    per_epoch = optim.steps_per_epoch(
-        config.data.num_train_examples or data_info.num_train_examples, config.train.batch_size)
-    num_steps = optim.total_steps(config, per_epoch)
-    schedule = optim.create_schedule(config, per_epoch, num_steps)
-    tx = optim.create_optimizer(config, schedule)
-
-    state = TrainState(
-        step=jnp.zeros((), jnp.int32), params=split.initial_params,
-        batch_stats=split.initial_stats, opt_state=tx.init(split.initial_params),
-        rng=jax.random.key_data(jax.random.key(config.seed)))
-    state = jax.device_put(state, replicated)
-
     ckpt = checkpoint.Checkpointer(workdir, keep=config.train.keep_checkpoints,
                                    model_name=config.model.name,
                                    num_classes=config.model.num_classes)
     try:
         start = ckpt.latest_step()
-        if start is not None:
-            ckpt.check_model(start)  # another model's workdir is refused before anything is written
+        if start is not None:  # refused before anything is written or built
+            ckpt.check_model(start)
+            run_config.check_resume(config, ckpt.directory, allow_change=allow_config_change)
         if jax.process_index() == 0:
             run_config.write(config, workdir)
+
+        mesh = mesh_lib.make_mesh()
+        data_sharding, replicated = mesh_lib.data_sharding(mesh), mesh_lib.replicated(mesh)
+        split = SplitModel(build_model(config))
+        per_epoch = optim.steps_per_epoch(
+            config.data.num_train_examples or data_info.num_train_examples, config.train.batch_size)
+        num_steps = optim.total_steps(config, per_epoch)
+        schedule = optim.create_schedule(config, per_epoch, num_steps)
+        tx = optim.create_optimizer(config, schedule)
+        state = TrainState(
+            step=jnp.zeros((), jnp.int32), params=split.initial_params,
+            batch_stats=split.initial_stats, opt_state=tx.init(split.initial_params),
+            rng=jax.random.key_data(jax.random.key(config.seed)))
+        state = jax.device_put(state, replicated)
         if start is not None:
             state = TrainState.from_dict(ckpt.restore(start, state.as_dict()))
             logging.warning("resumed from step %d of %s", start, ckpt.directory)
@@ -159,7 +162,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
     except BaseException:
         ckpt.close()  # see Checkpointer.close: exiting on this error must not race orbax's threads
         raise
-    writer = MetricWriter(workdir, tensorboard=config.train.tensorboard)
+    writer = MetricWriter(workdir, tensorboard=config.train.tensorboard, start_step=start)
 
     eval_every = max(int(config.train.eval_every_epochs * per_epoch), 1)
     last_step = num_steps
@@ -168,6 +171,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
     result: dict[str, float] = {}
     bar = progress_bar(num_steps, start)
     sums, window_start, window_steps = None, time.perf_counter(), 0
+    config_stored = False
     try:
         for step in range(start + 1, last_step + 1):
             state, metrics = train_step(state, next(batches))
@@ -180,13 +184,19 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
                        "lr": float(schedule(step - 1)),
                        "img_per_s": window_steps * config.train.batch_size / elapsed}
                 if not np.isfinite(row["loss"]):
-                    raise FloatingPointError(f"loss is {row['loss']} at step {step}")
+                    raise finite.diverged(step, ckpt.committed_step(), ckpt.directory)
                 writer.write(step, "train", row)
                 bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.3g}",
                                 img_s=f"{row['img_per_s']:.0f}")
                 sums, window_start, window_steps = None, time.perf_counter(), 0
             bar.update(1)
             if step % config.train.checkpoint_every_steps == 0 or step == last_step:
+                # The save synchronises anyway; steps that do not save fetch nothing.
+                if not finite.all_finite((state.params, state.batch_stats, metrics["loss"])):
+                    raise finite.diverged(step, ckpt.committed_step(), ckpt.directory)
+                if jax.process_index() == 0 and not config_stored:  # with its first checkpoint
+                    run_config.store(config, ckpt.directory)
+                    config_stored = True
                 ckpt.save(step, state.as_dict())
             if step % eval_every == 0 or step == num_steps:
                 result = run_eval(config, eval_step, state.params, state.batch_stats,
@@ -235,8 +245,9 @@ def _latest_weights(config: ConfigDict, workdir: str) -> dict[str, np.ndarray]:
         restored = ckpt.restore_weights(step, target)
     finally:
         ckpt.close()
-    flat = {**restored["params"], **restored["batch_stats"]}
-    return {k: np.asarray(v) for k, v in flat.items()}
+    flat = {k: np.asarray(v) for k, v in {**restored["params"], **restored["batch_stats"]}.items()}
+    finite.check_weights(flat, f"checkpoint {step} in {ckpt.directory}")
+    return flat
 
 
 def evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:

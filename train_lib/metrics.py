@@ -12,13 +12,16 @@ from absl import logging
 
 
 class MetricWriter:
-    def __init__(self, workdir: str, *, tensorboard: bool = True):
+    def __init__(self, workdir: str, *, tensorboard: bool = True, start_step: int = 0):
+        """Appends to <workdir>/metrics.jsonl; rows after `start_step` (written by an earlier run
+        past its last checkpoint, and about to be replayed) are dropped, so each step has one row."""
         self.active = jax.process_index() == 0
         self._jsonl = None
         self._tb = None
         if not self.active:
             return
         os.makedirs(workdir, exist_ok=True)
+        _truncate_after(os.path.join(workdir, "metrics.jsonl"), start_step)
         self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", buffering=1)
         if tensorboard:
             try:  # tf.summary needs TensorFlow, which the synthetic benchmark path must not import
@@ -45,6 +48,25 @@ class MetricWriter:
             self._jsonl.close()
         if self._tb is not None:
             self._tb.close()
+
+
+def _step_of(line: str) -> int | None:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):  # a line cut short by a killed run
+        return None
+
+
+def _truncate_after(path: str, step: int) -> None:
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        lines = f.readlines()
+    keep = [line for line in lines if _step_of(line) is not None and _step_of(line) <= step]
+    if len(keep) != len(lines):
+        with open(path + ".tmp", "w") as f:
+            f.writelines(keep)
+        os.replace(path + ".tmp", path)
 
 
 def progress_bar(total: int, initial: int):
