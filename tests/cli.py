@@ -11,11 +11,19 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_main(*args: str, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_main(
+    *args: str, timeout: int = 300, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """`python main.py ARGS` from the repository root on CPU."""
     env = {**os.environ, "JAX_PLATFORMS": "cpu", **(env or {})}
-    return subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), *args],
-                          capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, "main.py"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        cwd=ROOT,
+    )
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str, code: int = 2) -> str:

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import json
 import os
 import subprocess
+import sys
 import textwrap
 
+import jax
+import numpy as np
 import pytest
 
 import models
@@ -31,24 +35,43 @@ def _existing_workdir(tmp_path) -> str:
 
 # --------------------------------------------------------------------------- config values
 CONFIG_MISTAKES = {
-    "missing config file": (("--config", "configs/nope.py"), {}, ("configs/nope.py", "no such file")),
+    "missing config file": (
+        ("--config", "configs/nope.py"),
+        {},
+        ("configs/nope.py", "no such file"),
+    ),
     "batch size 0": ((*DEMO, "--config.train.batch_size=0"), {}, ("train.batch_size=0",)),
     "batch size -8": ((*DEMO, "--config.train.batch_size=-8"), {}, ("train.batch_size=-8",)),
     "eval batch vs 8 devices (jit)": (
-        (*DEMO, "--config.train.eval_batch_size=12"), {"JAX_NUM_CPU_DEVICES": "8"},
-        ("train.eval_batch_size=12", "8 devices")),
+        (*DEMO, "--config.train.eval_batch_size=12"),
+        {"JAX_NUM_CPU_DEVICES": "8"},
+        ("train.eval_batch_size=12", "8 devices"),
+    ),
     "eval batch vs 8 devices (pmap)": (
         (*DEMO, "--config.train.eval_batch_size=12", "--config.parallel.mode=pmap"),
-        {"JAX_NUM_CPU_DEVICES": "8"}, ("train.eval_batch_size=12", "8 devices", "pmap")),
+        {"JAX_NUM_CPU_DEVICES": "8"},
+        ("train.eval_batch_size=12", "8 devices", "pmap"),
+    ),
     "drop path rate on hardnet": (
-        (*DEMO, "--config.model.drop_path_rate=0.1"), {}, ("drop_path_rate", "hardnet39ds", "drop_rate")),
+        (*DEMO, "--config.model.drop_path_rate=0.1"),
+        {},
+        ("drop_path_rate", "hardnet39ds", "drop_rate"),
+    ),
     "drop rate on hlg": (
-        ("--config", "configs/hlg_tiny.py", "--config.model.drop_rate=0.1"), {},
-        ("model.drop_rate", "hlg_tiny", "drop_path_rate")),
+        ("--config", "configs/hlg_tiny.py", "--config.model.drop_rate=0.1"),
+        {},
+        ("model.drop_rate", "hlg_tiny", "drop_path_rate"),
+    ),
     "image size of a 224-only model": (
-        ("--config", "configs/hlg_tiny.py", "--config.data.image_size=64"), {},
-        ("data.image_size=64", "hlg_tiny", "224")),
-    "malformed data.source": ((*DEMO, "--config.data.source=imagenet"), {}, ("'imagenet'", "tfds:")),
+        ("--config", "configs/hlg_tiny.py", "--config.data.image_size=64"),
+        {},
+        ("data.image_size=64", "hlg_tiny", "224"),
+    ),
+    "malformed data.source": (
+        (*DEMO, "--config.data.source=imagenet"),
+        {},
+        ("'imagenet'", "tfds:"),
+    ),
 }
 
 
@@ -148,9 +171,204 @@ def test_mindspore_environment_runs_the_same_checks():
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("jax", "flax", "tensorflow"))
         print(heavy)
     """)
-    proc = subprocess.run([ascend_python(), "-c", script], capture_output=True, text=True,
-                          cwd=cli.ROOT, env={**os.environ, "PYTHONPATH": cli.ROOT}, timeout=120)
+    proc = subprocess.run(
+        [ascend_python(), "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=cli.ROOT,
+        env={**os.environ, "PYTHONPATH": cli.ROOT},
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     message, heavy = proc.stdout.strip().splitlines()
     assert "hardnet39ds (hardnet) has no drop_path_rate" in message
     assert heavy == "[]"
+
+
+# --------------------------------------------------------------------------- resume, divergence
+SHORT_RUN = (
+    "--config.train.checkpoint_every_steps=5",
+    "--config.train.log_every_steps=5",
+    "--config.train.tensorboard=False",
+    "--config.train.eval_every_epochs=100",
+)
+
+
+def _committed_weights(checkpoint_dir) -> dict[int, dict]:
+    """{step: restored weights} of every committed checkpoint, read back with orbax."""
+    import orbax.checkpoint as ocp
+
+    manager = ocp.CheckpointManager(str(checkpoint_dir))
+    try:
+        return {
+            step: manager.restore(
+                step, args=ocp.args.Composite(weights=ocp.args.StandardRestore())
+            )["weights"]
+            for step in manager.all_steps()
+        }
+    finally:
+        manager.close()
+
+
+@pytest.mark.xdist_group("subprocess_training")
+def test_resume_refuses_changed_config_and_divergence_commits_nothing(tmp_path):
+    """A 5-step run; a rerun with another lr is refused (workdir untouched) unless
+    --allow_config_change; at lr 1e6 it diverges: one line naming the step and the last good
+    checkpoint, exit 2, and every committed checkpoint is finite."""
+    workdir = str(tmp_path / "w")
+    first = cli.run_main(
+        *DEMO, "--workdir", workdir, *SHORT_RUN, "--config.train.stop_after_steps=5"
+    )
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = cli.snapshot(workdir)
+
+    changed = (*DEMO, "--workdir", workdir, *SHORT_RUN, "--config.schedule.lr_max=1e6")
+    proc = cli.run_main(*changed)
+    cli.assert_one_line_error(proc, "schedule.lr_max: 0.05 -> 1000000.0", "--allow_config_change")
+    assert cli.snapshot(workdir) == before
+
+    proc = cli.run_main(*changed, "--allow_config_change")
+    checkpoints = os.path.join(workdir, "checkpoints")
+    cli.assert_one_line_error(proc, "diverged", "step 10", f"step 5 in {checkpoints}")
+    weights = _committed_weights(checkpoints)
+    assert sorted(weights) == [5]
+    for step, tree in weights.items():
+        leaves = [np.asarray(x) for x in jax.tree.leaves(tree)]
+        assert leaves and all(np.isfinite(x).all() for x in leaves), step
+    rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+    train_steps = [r["step"] for r in rows if r["split"] == "train"]
+    assert train_steps == sorted(set(train_steps))  # one row per step
+
+
+def test_metrics_rows_past_the_resumed_step_are_dropped(tmp_path):
+    """A run killed after logging step 12 but committing step 10 replays 11-12: their old rows go,
+    and a line cut short by the kill too."""
+    from train_lib.metrics import MetricWriter
+
+    path = tmp_path / "metrics.jsonl"
+    rows = [{"step": s, "split": "train", "loss": 1.0} for s in (5, 10, 12)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 1')
+    MetricWriter(str(tmp_path), tensorboard=False, start_step=10).close()
+    assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [5, 10]
+
+
+# --------------------------------------------------------------------------- weight files
+def _torch_files(directory) -> dict[str, str]:
+    """A state dict .pth (hardnet39ds, 10 classes, pytorchcv), a pickled whole model, a pickle
+    whose unpickling would create a marker file, garbage, an empty and a truncated safetensors."""
+    import pickle
+
+    import torch
+    from pytorchcv.model_provider import get_model
+    from safetensors.numpy import save_file
+
+    d = str(directory)
+    paths = {
+        k: os.path.join(d, v)
+        for k, v in {
+            "state_dict": "h39.pth",
+            "whole": "whole.pth",
+            "malicious": "evil.pth",
+            "garbage": "garbage.bin",
+            "empty": "empty.safetensors",
+            "truncated": "cut.safetensors",
+            "marker": "pwned",
+        }.items()
+    }
+    torch.save(
+        get_model("hardnet39ds", pretrained=False, num_classes=10).state_dict(), paths["state_dict"]
+    )
+    torch.save(torch.nn.Linear(2, 2), paths["whole"])
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (paths["marker"], "w"))
+
+    with open(paths["malicious"], "wb") as f:
+        pickle.dump({"w": Evil()}, f, protocol=2)
+    with open(paths["garbage"], "wb") as f:
+        f.write(b"not weights at all\n" * 10)
+    open(paths["empty"], "wb").close()
+    save_file({"w": np.zeros((64, 64), np.float32)}, paths["truncated"])
+    with open(paths["truncated"], "r+b") as f:
+        f.truncate(os.path.getsize(paths["truncated"]) // 2)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def torch_files(tmp_path_factory) -> dict[str, str]:
+    return _torch_files(tmp_path_factory.mktemp("weights"))
+
+
+def _torch_import(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "models.torch_import", *args],
+        capture_output=True,
+        text=True,
+        cwd=cli.ROOT,
+        timeout=300,
+    )
+
+
+INIT_FROM_MISTAKES = {
+    "pytorch checkpoint": (
+        "state_dict",
+        ("PyTorch checkpoint", "python -m models.torch_import hardnet39ds"),
+    ),
+    "garbage": ("garbage", ("neither safetensors nor a PyTorch checkpoint",)),
+    "empty": ("empty", ("an empty file",)),
+    "truncated safetensors": ("truncated", ("truncated",)),
+}
+
+
+@pytest.mark.parametrize("case", INIT_FROM_MISTAKES)
+def test_init_from_that_is_not_canonical_weights_is_one_line(tmp_path, torch_files, case):
+    name, needles = INIT_FROM_MISTAKES[case]
+    path = torch_files[name]
+    workdir = _existing_workdir(tmp_path)
+    before = cli.snapshot(workdir)
+    for mode in ("train", "eval"):
+        proc = cli.run_main(
+            *DEMO, "--workdir", workdir, f"--mode={mode}", f"--config.init_from={path}"
+        )
+        message = cli.assert_one_line_error(proc, path, *needles)
+        assert cli.snapshot(workdir) == before
+    if name == "state_dict":  # the command it gives works
+        out = path.replace(".pth", ".safetensors")
+        assert f"{path} {out}" in message
+        command = message.split("convert it first: ")[1].split(" (then")[0].split()
+        assert command[:3] == ["python", "-m", "models.torch_import"]
+        proc = _torch_import(*command[3:])
+        assert proc.returncode == 0 and os.path.exists(out), proc.stderr[-2000:]
+
+
+TORCH_IMPORT_MISTAKES = {
+    "pickled whole model": (
+        "hardnet39ds",
+        "whole",
+        ("pickled Python objects", "torch.nn.modules.linear.Linear", "state_dict()"),
+    ),
+    "malicious pickle": ("hardnet39ds", "malicious", ("pickled Python objects", "refused unread")),
+    "garbage": ("hardnet39ds", "garbage", ("neither safetensors nor a PyTorch checkpoint",)),
+    "another family's weights": (
+        "hrnet_w18_small",
+        "state_dict",
+        (
+            "features.init_block.conv1.conv.weight",
+            "ours would be features.init_block.conv1.conv.kernel",
+            "fits hardnet39ds",
+        ),
+    ),
+    "another variant's weights": ("hardnet68ds", "state_dict", ("fits hardnet39ds",)),
+}
+
+
+@pytest.mark.parametrize("case", TORCH_IMPORT_MISTAKES)
+def test_torch_import_mistake_is_one_line(tmp_path, torch_files, case):
+    model, name, needles = TORCH_IMPORT_MISTAKES[case]
+    out = tmp_path / "out.safetensors"
+    proc = _torch_import(model, torch_files[name], str(out))
+    message = cli.assert_one_line_error(proc, torch_files[name], *needles)
+    assert "weights_only" not in message
+    assert not out.exists()
+    assert not os.path.exists(torch_files["marker"])  # the malicious pickle never ran

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 
 from ml_collections import ConfigDict
 
@@ -59,7 +60,9 @@ def capabilities(name: str) -> Capabilities:
     """The capabilities of variant `name`; UserError naming the choices when it is not one."""
     table = _capabilities()
     if name not in table:
-        raise UserError(f"model.name={name!r} is not a model; choose one of {', '.join(sorted(table))}")
+        raise UserError(
+            f"model.name={name!r} is not a model; choose one of {', '.join(sorted(table))}"
+        )
     return table[name]
 
 
@@ -149,7 +152,12 @@ def check_train(config: ConfigDict, *, device_count: int, process_count: int) ->
     _positive("train.epochs", train.epochs)
     _positive("train.steps", train.steps, optional=True)
     _positive("train.stop_after_steps", train.stop_after_steps, optional=True)
-    for key in ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints", "eval_every_epochs"):
+    for key in (
+        "log_every_steps",
+        "checkpoint_every_steps",
+        "keep_checkpoints",
+        "eval_every_epochs",
+    ):
         _positive(f"train.{key}", train[key])
     if "label_smoothing_mode" in train:
         _choice("train.label_smoothing_mode", train.label_smoothing_mode, ("uniform", "others"))
@@ -158,9 +166,45 @@ def check_train(config: ConfigDict, *, device_count: int, process_count: int) ->
     _positive("schedule.reference_batch_size", config.schedule.reference_batch_size)
 
 
-def check(config: ConfigDict, *, device_count: int, process_count: int = 1) -> Capabilities:
-    """Every value check that needs no framework; raises UserError (one line) on the first problem."""
+def check_init_from(config: ConfigDict) -> None:
+    """init_from must be a complete canonical safetensors file; a PyTorch checkpoint gets the
+    command that converts it."""
+    path = config.init_from
+    if not path:
+        return
+    from models import file_kind
+
+    if not os.path.isfile(path):
+        raise UserError(f"init_from={path}: no such file")
+    kind = file_kind.kind(path)
+    if kind == file_kind.PYTORCH:
+        out = os.path.splitext(path)[0] + ".safetensors"
+        raise UserError(
+            f"init_from={path} is {file_kind.describe(path)}, not canonical safetensors; convert "
+            f"it first: python -m models.torch_import {config.model.name} {path} {out} "
+            f"(then --config.init_from={out})"
+        )
+    if kind != file_kind.SAFETENSORS:
+        raise UserError(
+            f"init_from={path} is {file_kind.describe(path)}; pass a .safetensors "
+            "file written by main.py --mode=export or python -m models.torch_import"
+        )
+    holds = file_kind.safetensors_metadata(path).get("model")
+    if holds not in (None, config.model.name):
+        raise UserError(
+            f"init_from={path} holds {holds} weights, not model.name={config.model.name}"
+        )
+
+
+def check(
+    config: ConfigDict, *, device_count: int, process_count: int = 1, init_from: bool = True
+) -> Capabilities:
+    """Every value check that needs no framework; raises UserError (one line) on the first problem.
+
+    `init_from=False` leaves config.init_from to the caller (the MindSpore side also reads .ckpt)."""
     caps = check_model(config)
+    if init_from:
+        check_init_from(config)
     check_data(config)
     check_train(config, device_count=device_count, process_count=process_count)
     return caps

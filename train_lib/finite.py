@@ -30,17 +30,26 @@ def all_finite(tree: Any) -> bool:
 
 
 def diverged(step: int, last_good: int | None, directory: str) -> NonFiniteError:
-    good = (f"the last good checkpoint is step {last_good} in {directory}" if last_good is not None
-            else "no checkpoint was saved")
+    good = (
+        f"the last good checkpoint is step {last_good} in {directory}"
+        if last_good is not None
+        else "no checkpoint was saved"
+    )
     return NonFiniteError(
         f"training diverged: non-finite loss, parameters or BatchNorm statistics at step {step}; "
-        f"nothing from it was saved ({good}); lower schedule.lr_max or set train.grad_clip_norm")
+        f"nothing from it was saved ({good}); lower schedule.lr_max or set train.grad_clip_norm"
+    )
 
 
 def check_weights(flat: Mapping[str, np.ndarray], source: str) -> None:
     """Refuses weights holding NaN/inf (read from a checkpoint or a file) before use or export."""
-    bad = [k for k, v in flat.items() if np.issubdtype(np.asarray(v).dtype, np.inexact)
-           and not np.isfinite(v).all()]
+    bad = [
+        k
+        for k, v in flat.items()
+        if np.issubdtype(np.asarray(v).dtype, np.inexact) and not np.isfinite(v).all()
+    ]
     if bad:
-        raise NonFiniteError(f"{source} holds non-finite weights ({len(bad)} of {len(flat)} "
-                             f"arrays, e.g. {bad[0]}); use an earlier checkpoint or retrain")
+        raise NonFiniteError(
+            f"{source} holds non-finite weights ({len(bad)} of {len(flat)} "
+            f"arrays, e.g. {bad[0]}); use an earlier checkpoint or retrain"
+        )

@@ -47,6 +47,7 @@ def _init_weights(config: ConfigDict) -> dict[str, np.ndarray] | None:
     flat, meta = models.weights.read(config.init_from)
     if meta.get("model") not in (None, config.model.name):
         raise UserError(f"{config.init_from} holds {meta['model']} weights, not {config.model.name}")
+    finite.check_weights(flat, config.init_from)
     return flat
 
 

@@ -51,10 +51,19 @@ def write(config: ConfigDict, workdir: str) -> None:
 # added later) must match the stored config to resume.
 NOT_RESULT_CHANGING = (
     "init_from",  # read only at step 0
-    "train.stop_after_steps", "train.log_every_steps", "train.eval_every_epochs",
-    "train.checkpoint_every_steps", "train.keep_checkpoints", "train.eval_batch_size",
-    "train.tensorboard", "data.data_dir", "data.manual_dir", "data.cache", "data.num_workers",
-    "data.prefetch", "ascend",
+    "train.stop_after_steps",
+    "train.log_every_steps",
+    "train.eval_every_epochs",
+    "train.checkpoint_every_steps",
+    "train.keep_checkpoints",
+    "train.eval_batch_size",
+    "train.tensorboard",
+    "data.data_dir",
+    "data.manual_dir",
+    "data.cache",
+    "data.num_workers",
+    "data.prefetch",
+    "ascend",
 )
 STORED_NAME = "config.json"  # next to the checkpoints: the config they were trained with
 
@@ -79,9 +88,11 @@ def _ignored(key: str) -> bool:
 def result_changes(stored: dict[str, Any], config: ConfigDict) -> list[str]:
     """'key: stored -> new' for each result-changing key that differs (sorted)."""
     old, new = _flatten(stored), _flatten(_as_plain(config))
-    return [f"{k}: {old.get(k, '(unset)')!r} -> {new.get(k, '(unset)')!r}"
-            for k in sorted(old.keys() | new.keys())
-            if not _ignored(k) and old.get(k) != new.get(k)]
+    return [
+        f"{k}: {old.get(k, '(unset)')!r} -> {new.get(k, '(unset)')!r}"
+        for k in sorted(old.keys() | new.keys())
+        if not _ignored(k) and old.get(k) != new.get(k)
+    ]
 
 
 def check_resume(config: ConfigDict, checkpoint_dir: str, *, allow_change: bool) -> None:
@@ -95,7 +106,8 @@ def check_resume(config: ConfigDict, checkpoint_dir: str, *, allow_change: bool)
     if changes and not allow_change:
         raise UserError(
             f"{checkpoint_dir} holds checkpoints trained with another config ({'; '.join(changes)}); "
-            "use another --workdir, or pass --allow_config_change to resume with the new values")
+            "use another --workdir, or pass --allow_config_change to resume with the new values"
+        )
 
 
 def store(config: ConfigDict, checkpoint_dir: str) -> None:
