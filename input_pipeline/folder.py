@@ -12,6 +12,7 @@ import dataclasses
 import os
 
 import numpy as np
+from absl import logging
 
 from input_pipeline.errors import DatasetNotFoundError
 
@@ -69,6 +70,17 @@ def class_names(root: str, splits: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
+_warned_empty: set[str] = set()
+
+
+def _warn_empty(folder: str, label: int) -> None:
+    """An empty class folder still takes a label (indices follow the sorted names): say so once."""
+    if folder not in _warned_empty:
+        _warned_empty.add(folder)
+        logging.warning("class folder %s holds no images (%s); it still counts as class %d",
+                        folder, ", ".join(IMAGE_EXTENSIONS), label)
+
+
 def list_split(root: str, split: str, names: tuple[str, ...]) -> FolderSplit:
     """Every image file of a split (recursively inside each class folder) in a fixed order."""
     directory = _require_split_dir(root, split)
@@ -89,6 +101,8 @@ def list_split(root: str, split: str, names: tuple[str, ...]) -> FolderSplit:
                 if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)
             )
         found.sort()
+        if not found:
+            _warn_empty(os.path.join(directory, name), index[name])
         paths.extend(found)
         labels.extend([index[name]] * len(found))
     if not paths:

@@ -372,3 +372,47 @@ def test_torch_import_mistake_is_one_line(tmp_path, torch_files, case):
     assert "weights_only" not in message
     assert not out.exists()
     assert not os.path.exists(torch_files["marker"])  # the malicious pickle never ran
+
+
+# --------------------------------------------------------------------------- data
+def test_empty_class_folder_is_warned_once_by_name(tmp_path):
+    from input_pipeline import folder
+    from tests.fake_data import make_folder
+
+    make_folder(tmp_path, {"train": {"a": 2, "b": 0, "c": 1}})
+    names = folder.class_names(str(tmp_path), ("train",))
+    assert names == ("a", "b", "c")  # still a class: labels keep their indices
+    messages = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(folder.logging, "warning", lambda msg, *a: messages.append(msg % a))
+        for _ in range(2):
+            split = folder.list_split(str(tmp_path), "train", names)
+    assert split.labels.tolist() == [0, 0, 2]
+    assert len(messages) == 1 and os.path.join(str(tmp_path), "train", "b") in messages[0]
+
+
+# --------------------------------------------------------------------------- machine faults
+def _in_private_tmpfs(size: str, script: str) -> list[str]:
+    """argv running `script` (sh) in a private mount namespace where $FULL is a tmpfs of `size`;
+    root mounts directly, other users through a user namespace (no cleanup: the mount dies with
+    the namespace)."""
+    prefix = ["unshare", "--mount"] if os.geteuid() == 0 else ["unshare", "-rm"]
+    body = f'FULL=$(mktemp -d) && mount -t tmpfs -o size={size} tmpfs "$FULL" && export FULL && {script}'
+    return [*prefix, "sh", "-c", body]
+
+
+@pytest.mark.xdist_group("subprocess_training")
+def test_disk_full_stops_at_the_first_failed_save(tmp_path):
+    """A real full disk (a 30 MB tmpfs holds one 19 MB checkpoint of the demo, not two): the save
+    of step 10 fails, the run stops with one line naming it, and step 5 stays loadable."""
+    copy = tmp_path / "copy"
+    main = " ".join([sys.executable, os.path.join(cli.ROOT, "main.py"), *DEMO, *SHORT_RUN,
+                     "--config.train.steps=10", '--workdir "$FULL/w"'])
+    script = f'{main}; rc=$?; cp -a "$FULL/w" {copy}; exit $rc'
+    proc = subprocess.run(_in_private_tmpfs("30m", script), capture_output=True, text=True,
+                          cwd=cli.ROOT, timeout=600, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    cli.assert_one_line_error(proc, "no space left on device while writing checkpoint 10 to",
+                              "/w/checkpoints")
+    weights = _committed_weights(copy / "checkpoints")
+    assert sorted(weights) == [5]
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(weights[5]))
