@@ -43,6 +43,9 @@ flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() first
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (with --distributed).")
 flags.DEFINE_integer("num_processes", None, "Number of processes (with --distributed).")
 flags.DEFINE_integer("process_id", None, "This process's index (with --distributed).")
+flags.DEFINE_integer("distributed_timeout", 300,
+                     "Seconds to wait for every process to join, and after which a process that "
+                     "stopped answering counts as dead: the others then exit non-zero.")
 flags.mark_flags_as_required(["config"])
 _NO_WORKDIR_MODES = ("benchmark", "analyze")  # --workdir optional: where their JSON lines go
 
@@ -112,7 +115,12 @@ def main(argv: list[str]) -> None:
     if FLAGS.distributed:
         kwargs = {k: getattr(FLAGS, k) for k in ("coordinator_address", "num_processes",
                                                  "process_id") if getattr(FLAGS, k) is not None}
-        jax.distributed.initialize(**kwargs)
+        from train_lib import multihost
+
+        try:
+            multihost.initialize(timeout_s=FLAGS.distributed_timeout, **kwargs)
+        except multihost.PeerLostError as e:
+            _fail(str(e))
     # Persistent compilation cache next to the workdir (unless JAX_COMPILATION_CACHE_DIR names
     # one): reruns skip the XLA compile.
     if not jax.config.jax_compilation_cache_dir and FLAGS.mode not in _NO_WORKDIR_MODES:

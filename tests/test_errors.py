@@ -416,3 +416,40 @@ def test_disk_full_stops_at_the_first_failed_save(tmp_path):
     weights = _committed_weights(copy / "checkpoints")
     assert sorted(weights) == [5]
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(weights[5]))
+
+
+def _distributed(workdir, port: int, process_id: int, log, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": "1",
+           "JAX_CPU_COLLECTIVES_IMPLEMENTATION": "gloo"}
+    args = [sys.executable, os.path.join(cli.ROOT, "main.py"), *DEMO, "--workdir", str(workdir),
+            "--distributed", f"--coordinator_address=localhost:{port}", "--num_processes=2",
+            f"--process_id={process_id}", "--distributed_timeout=10",
+            "--config.train.tensorboard=False", *extra]
+    return subprocess.Popen(args, cwd=cli.ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
+
+
+@pytest.mark.parametrize("fault", ["never joins", "dies mid-run"])
+def test_lost_process_ends_the_others_within_the_timeout(tmp_path, fault):
+    """--distributed_timeout=10: process 0 exits non-zero well within 60 s, whether process 1 never
+    starts or is killed once both have joined."""
+    import time
+
+    port = 21000 + (os.getpid() + (fault == "dies mid-run")) % 20000
+    start = time.monotonic()
+    logs = [open(tmp_path / f"p{i}.log", "w") for i in range(2)]
+    procs = [_distributed(tmp_path / "w", port, 0, logs[0], "--verbosity=0")]
+    try:
+        if fault == "dies mid-run":
+            procs.append(_distributed(tmp_path / "w", port, 1, logs[1], "--verbosity=0"))
+            while "process 1/2" not in (tmp_path / "p1.log").read_text():
+                assert procs[1].poll() is None and time.monotonic() - start < 45
+                time.sleep(0.2)
+            procs[1].kill()
+        code = procs[0].wait(timeout=max(60 - (time.monotonic() - start), 1))
+    finally:
+        for p in procs:
+            p.kill()
+        for f in logs:
+            f.close()
+    assert code != 0
+    assert time.monotonic() - start < 60
