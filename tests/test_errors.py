@@ -406,25 +406,54 @@ def test_disk_full_stops_at_the_first_failed_save(tmp_path):
     """A real full disk (a 30 MB tmpfs holds one 19 MB checkpoint of the demo, not two): the save
     of step 10 fails, the run stops with one line naming it, and step 5 stays loadable."""
     copy = tmp_path / "copy"
-    main = " ".join([sys.executable, os.path.join(cli.ROOT, "main.py"), *DEMO, *SHORT_RUN,
-                     "--config.train.steps=10", '--workdir "$FULL/w"'])
+    main = " ".join(
+        [
+            sys.executable,
+            os.path.join(cli.ROOT, "main.py"),
+            *DEMO,
+            *SHORT_RUN,
+            "--config.train.steps=10",
+            '--workdir "$FULL/w"',
+        ]
+    )
     script = f'{main}; rc=$?; cp -a "$FULL/w" {copy}; exit $rc'
-    proc = subprocess.run(_in_private_tmpfs("30m", script), capture_output=True, text=True,
-                          cwd=cli.ROOT, timeout=600, env={**os.environ, "JAX_PLATFORMS": "cpu"})
-    cli.assert_one_line_error(proc, "no space left on device while writing checkpoint 10 to",
-                              "/w/checkpoints")
+    proc = subprocess.run(
+        _in_private_tmpfs("30m", script),
+        capture_output=True,
+        text=True,
+        cwd=cli.ROOT,
+        timeout=600,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
+    cli.assert_one_line_error(
+        proc, "no space left on device while writing checkpoint 10 to", "/w/checkpoints"
+    )
     weights = _committed_weights(copy / "checkpoints")
     assert sorted(weights) == [5]
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(weights[5]))
 
 
 def _distributed(workdir, port: int, process_id: int, log, *extra: str) -> subprocess.Popen:
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": "1",
-           "JAX_CPU_COLLECTIVES_IMPLEMENTATION": "gloo"}
-    args = [sys.executable, os.path.join(cli.ROOT, "main.py"), *DEMO, "--workdir", str(workdir),
-            "--distributed", f"--coordinator_address=localhost:{port}", "--num_processes=2",
-            f"--process_id={process_id}", "--distributed_timeout=10",
-            "--config.train.tensorboard=False", *extra]
+    env = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "JAX_NUM_CPU_DEVICES": "1",
+        "JAX_CPU_COLLECTIVES_IMPLEMENTATION": "gloo",
+    }
+    args = [
+        sys.executable,
+        os.path.join(cli.ROOT, "main.py"),
+        *DEMO,
+        "--workdir",
+        str(workdir),
+        "--distributed",
+        f"--coordinator_address=localhost:{port}",
+        "--num_processes=2",
+        f"--process_id={process_id}",
+        "--distributed_timeout=10",
+        "--config.train.tensorboard=False",
+        *extra,
+    ]
     return subprocess.Popen(args, cwd=cli.ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
 
 
@@ -453,3 +482,18 @@ def test_lost_process_ends_the_others_within_the_timeout(tmp_path, fault):
             f.close()
     assert code != 0
     assert time.monotonic() - start < 60
+
+
+def test_non_finite_weights_are_refused_by_eval_and_export_reads():
+    """What _latest_weights and init_from reads go through: NaN/inf weights are an error."""
+    from train_lib import finite
+
+    good = {"a.kernel": np.ones((2, 2), np.float32), "a.count": np.arange(3)}
+    finite.check_weights(good, "checkpoint 5")
+    with pytest.raises(
+        UserError, match=r"checkpoint 5 holds non-finite weights \(1 of 3 arrays, e.g. b.mean\)"
+    ):
+        finite.check_weights({**good, "b.mean": np.array([np.nan], np.float32)}, "checkpoint 5")
+    assert finite.all_finite({"w": jax.numpy.ones(3)}) and not finite.all_finite(
+        {"w": jax.numpy.array([np.inf])}
+    )
