@@ -109,16 +109,18 @@ class CheckpointWriteError(UserError):
 
 class _DropOrbaxTracebacks(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        from_orbax = f"{os.sep}orbax{os.sep}" in record.pathname
+        from_orbax = f"{os.sep}orbax{os.sep}" in record.pathname or (
+            record.name == "asyncio" and f"{os.sep}orbax{os.sep}" in record.getMessage())
         return not (from_orbax and record.levelno >= logging.ERROR)
 
 
 def _quiet_orbax_tracebacks() -> None:
     """Orbax logs a failed save from every thread it used, with tracebacks; the failure is raised
     to our caller as one CheckpointWriteError, so those records are dropped."""
-    logger = logging.getLogger("absl")
-    if not any(isinstance(f, _DropOrbaxTracebacks) for f in logger.filters):
-        logger.addFilter(_DropOrbaxTracebacks())
+    for name in ("absl", "asyncio"):  # asyncio: "Task exception was never retrieved" of its writes
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropOrbaxTracebacks) for f in logger.filters):
+            logger.addFilter(_DropOrbaxTracebacks())
 
 
 def _ignore_late_write_callbacks() -> None:
