@@ -1,4 +1,5 @@
-# Two environments (DESIGN.md section 1): .venv for JAX/Flax, .venv-ascend for MindSpore 2.10 (numpy 1.x).
+# Two environments: .venv for JAX/Flax, .venv-ascend for MindSpore 2.10 (its native library
+# needs numpy 1.x; current jax needs numpy 2).
 PYTHON ?= python3
 VENV := .venv
 ASCEND_VENV := .venv-ascend
@@ -7,7 +8,7 @@ ASCEND_PY := $(ASCEND_VENV)/bin/python
 # Tests that need MindSpore run it through this interpreter.
 export HHL_ASCEND_PYTHON := $(abspath $(ASCEND_PY))
 
-.PHONY: demo test lint venv venv-test venv-ascend clean
+.PHONY: demo test test-fast lint venv venv-test venv-ascend clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,9 +36,14 @@ demo: venv
 
 lint: venv-test
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test: venv-test venv-ascend lint
 	$(PY) -m pytest -n 2 --dist loadgroup -q tests
+
+# The fast tier: no model parity at 224 px, no subprocess trainings (tests marked `slow`).
+test-fast: venv-test venv-ascend
+	$(PY) -m pytest -n 2 --dist loadgroup -q -m "not slow" tests
 
 clean:
 	rm -rf $(VENV) $(ASCEND_VENV) runs .pytest_cache .ruff_cache

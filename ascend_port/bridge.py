@@ -1,7 +1,7 @@
 """Canonical (Flax) weights <-> MindSpore parameters: one generic rule set, numpy only.
 
 Our cells mirror the NNX module tree attribute for attribute, so a parameter keeps its dotted
-module path and only the leaf name and layout change (DESIGN.md section 3):
+module path and only the leaf name and layout change:
 
     canonical leaf          MindSpore leaf       layout
     kernel                  weight               HWIO <-> OIHW, [in, out] <-> [out, in]

@@ -13,13 +13,14 @@ from ml_collections import ConfigDict
 from ascend_port import registry
 from ascend_port.errors import UserError
 from input_pipeline import augment_rules
+from train_lib import lr_schedule
 
 TARGETS = ("Ascend", "GPU", "CPU")
 EXEC_MODES = ("graph", "pynative")
 AMP_LEVELS = ("O0", "O1", "O2", "O3")
 EXPORT_FORMATS = ("MINDIR", "ONNX")
 OPTIMIZERS = ("sgd", "rmsprop", "adamw")
-SCHEDULES = ("cosine", "linear", "step", "zoo_cosine")  # ascend_port.schedule
+SCHEDULES = lr_schedule.SCHEDULES
 INTERPOLATIONS = ("bilinear", "bicubic")
 # Families whose cells take a stochastic-depth rate (the others have no drop path).
 _DROP_PATH_FAMILIES = ("hlg", "hlg_zoo")

@@ -18,9 +18,10 @@ import sys
 import numpy as np
 from absl import logging
 
-from ascend_port import bridge, canonical, registry, variants, zoo
+from ascend_port import bridge, registry, variants, zoo
 from ascend_port import weights as msw
 from ascend_port.errors import ArgumentParser, UserError
+from models import canonical
 from models.weights_check import WeightsMismatchError
 
 

@@ -7,8 +7,8 @@ the centred square that "resize the short side to int(image_size / crop_pct), ce
 image_size" keeps, then resize it to image_size with PIL's antialiased filter (the JAX side
 resizes with tf.image.resize(antialias=True): the same filters up to rounding) - then
 normalisation. Both sides decode JPEGs with the accurate IDCT (input_pipeline/preprocess.py
-asks TF for it; its default fast IDCT was up to 14 grey levels off on the digits). crop_pct, interpolation, mean and std default to the model's metadata. Labels are
-the sorted class folder names of train/ (val/ if there is no train/), as in TFDS.
+asks TF for it; its default fast IDCT was up to 14 grey levels off on the digits). crop_pct, interpolation, mean and std default to the model's metadata. Labels follow
+input_pipeline.folder.class_names, the JAX side's rule (one implementation for both sides).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from ml_collections import ConfigDict
 from PIL import Image
 
 from ascend_port import augment, registry
+from input_pipeline import folder
 
 _INTERPOLATION = {"bilinear": V.Inter.BILINEAR, "bicubic": V.Inter.BICUBIC}
 _PIL_INTERPOLATION = {V.Inter.BILINEAR: Image.BILINEAR, V.Inter.BICUBIC: Image.BICUBIC}
@@ -62,23 +63,30 @@ def resolve_root(data: str) -> str:
     return root
 
 
-def split_dir(root: str, split: str) -> str:
-    path = os.path.join(root, "val" if split == "validation" else split)
-    if not os.path.isdir(path):
-        raise FileNotFoundError(
-            f"split folder {path!r} not found (expected <root>/{split}/<class>/)"
-        )
-    return path
+def class_indexing(config: ConfigDict, root: str) -> dict[str, int]:
+    """{class folder: label} by input_pipeline.folder's rule, the JAX side's: the sorted union
+    of the class folders of data.train_split and data.eval_split, hidden folders skipped."""
+    names = folder.class_names(root, (config.data.train_split, config.data.eval_split))
+    return {c: i for i, c in enumerate(names)}
 
 
-def class_indexing(root: str) -> dict[str, int]:
-    """{class folder: label}, sorted names of train/ (or val/), shared by train and eval."""
-    for split in ("train", "val"):
-        path = os.path.join(root, split)
-        if os.path.isdir(path):
-            classes = sorted(e.name for e in os.scandir(path) if e.is_dir())
-            return {c: i for i, c in enumerate(classes)}
-    raise FileNotFoundError(f"{root!r} has neither train/ nor val/")
+def _listing(config: ConfigDict, root: str, split: str) -> folder.FolderSplit:
+    names = folder.class_names(root, (config.data.train_split, config.data.eval_split))
+    return folder.list_split(root, split, names)
+
+
+def _read_bytes(path: np.ndarray) -> np.ndarray:
+    return np.fromfile(str(path), dtype=np.uint8)
+
+
+def folder_dataset(config: ConfigDict, root: str, split: str, **kwargs) -> msds.Dataset:
+    """Columns image (encoded bytes) and label of `split`, listed by input_pipeline.folder (the
+    JAX side's files, order and labels: image extensions only, class folders read recursively,
+    hidden entries skipped). kwargs go to NumpySlicesDataset (shuffle, num_shards, shard_id)."""
+    listed = _listing(config, root, split)
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}  # None: MindSpore's default
+    ds = msds.NumpySlicesDataset({"image": listed.paths, "label": listed.labels}, **kwargs)
+    return ds.map(operations=_read_bytes, input_columns="image")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,9 +184,7 @@ def _ops(p: Preprocess, train: bool) -> list:
 
 
 def num_train_images(config: ConfigDict, root: str) -> int:
-    return msds.ImageFolderDataset(
-        split_dir(root, config.data.train_split), class_indexing=class_indexing(root)
-    ).get_dataset_size()
+    return len(_listing(config, root, config.data.train_split).paths)
 
 
 def train_dataset(
@@ -202,9 +208,10 @@ def train_dataset(
             "shard_id": rank if group_size > 1 else None,
         }
     )
-    ds = msds.ImageFolderDataset(
-        split_dir(root, config.data.train_split),
-        class_indexing=class_indexing(root),
+    ds = folder_dataset(
+        config,
+        root,
+        config.data.train_split,
         num_parallel_workers=workers,
         **order,
     )
@@ -219,9 +226,7 @@ def train_dataset(
 
 def eval_dataset(config: ConfigDict, root: str, *, batch_size: int) -> tuple[msds.Dataset, int]:
     """(batched eval split in file order, keeping the last partial batch; number of images)."""
-    ds = msds.ImageFolderDataset(
-        split_dir(root, config.data.eval_split), shuffle=False, class_indexing=class_indexing(root)
-    )
+    ds = folder_dataset(config, root, config.data.eval_split, shuffle=False)
     count = ds.get_dataset_size()
     ds = ds.map(operations=_ops(preprocess(config), train=False), input_columns="image")
     ds = ds.map(operations=T.TypeCast(ms.int32), input_columns="label")

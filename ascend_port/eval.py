@@ -29,7 +29,7 @@ def eval_batch_size(config: ConfigDict) -> int:
 def data_root(config: ConfigDict) -> str:
     """The ImageFolder root of config.data.source, its classes checked against the model."""
     root = data.resolve_root(config.data.source)
-    classes = len(data.class_indexing(root))
+    classes = len(data.class_indexing(config, root))
     if classes != config.model.num_classes:
         raise UserError(
             f"{config.data.source} has {classes} classes but "

@@ -22,12 +22,13 @@ import numpy as np
 from absl import logging
 from ml_collections import ConfigDict
 
-from ascend_port import canonical, registry
 from ascend_port import eval as eval_lib
+from ascend_port import registry
 from ascend_port import weights as msw
 from ascend_port import workdir as wd
 from ascend_port.cells import layers
 from ascend_port.errors import UserError
+from models import canonical
 
 _SUFFIX = {"MINDIR": ".mindir", "ONNX": ".onnx"}
 

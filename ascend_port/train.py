@@ -37,7 +37,6 @@ from ascend_port import (
     optim,
     registry,
     runtime,
-    schedule,
 )
 from ascend_port import eval as eval_lib
 from ascend_port import sampler as sampler_lib
@@ -45,7 +44,7 @@ from ascend_port import weights as msw
 from ascend_port import workdir as wd
 from ascend_port.errors import UserError
 from ascend_port.losses import SmoothedCrossEntropy
-from train_lib import plots
+from train_lib import lr_schedule, plots
 
 
 def _resume(model: Model, workdir: str) -> int:
@@ -136,7 +135,7 @@ def train(config: ConfigDict, workdir: str, *, distributed: bool = False) -> dic
         )
     total_steps = config.train.steps or config.train.epochs * steps_per_epoch
     epochs = math.ceil(total_steps / steps_per_epoch)
-    lrs = schedule.learning_rates(
+    lrs = lr_schedule.learning_rates(
         config,
         steps_per_epoch=steps_per_epoch,
         total_steps=total_steps,

@@ -16,8 +16,9 @@ import numpy as np
 from mindspore import nn
 from safetensors import SafetensorError
 
-from ascend_port import bridge, canonical, ckpt_file
+from ascend_port import bridge, ckpt_file
 from ascend_port.errors import UserError
+from models import canonical
 from models.weights_check import check_compatible
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,9 @@
 Listing is ours rather than tfds ImageFolder's because we need a deterministic file order that each
 process can shard itself, and ImageFolder cannot subsplit. Labels index the sorted class folder
 names of all the splits in use, so train and eval agree even when one split lacks a class.
-This module does not import TensorFlow.
+Framework-free (numpy only): the MindSpore side (ascend_port/data.py) takes its class -> label
+map from `class_names` too, so a checkpoint trained on one side is evaluated with the same labels
+on the other.
 """
 
 from __future__ import annotations
@@ -58,7 +60,8 @@ def _class_dirs(directory: str) -> list[str]:
 
 
 def class_names(root: str, splits: tuple[str, ...]) -> tuple[str, ...]:
-    """Sorted union of the class folder names of `splits`."""
+    """Sorted union of the class folder names (hidden ones skipped) of `splits`; every split
+    folder must exist. The class -> label rule of both environments."""
     names: set[str] = set()
     for split in splits:
         names.update(_class_dirs(_require_split_dir(root, split)))

@@ -1,8 +1,8 @@
 """HarDNet (Harmonic DenseNet, Chao et al., ICCV 2019): 39ds, 68ds, 68, 85.
 
 Follows the authors' PyTorch code (PingoLH/Pytorch-HarDNet, hardnet.py) exactly; the module tree
-mirrors its `base` list so official state dicts load with no rename table. See
-shared/specs/hardnet_hrnet.md section 1 for the link rule, widths and quirks.
+mirrors its `base` list so official state dicts load with no rename table. The link rule and
+widths are in models/hardnet_arch.py.
 """
 
 from __future__ import annotations
@@ -17,12 +17,11 @@ from flax import nnx
 from models import layers
 from models.hardnet_arch import (
     CONFIGS,
-    PUBLISHED,
     HarDNetConfig,
     block_output_layers,
     harmonic_layer,
 )
-from models.registry import VariantInfo, register
+from models.registry import register
 
 
 # --------------------------------------------------------------------------- layers
@@ -83,7 +82,7 @@ class HarDBlock(nnx.Module):
 
 
 # --------------------------------------------------------------------------- network
-class HarDNet(nnx.Module):
+class HarDNet(layers.Classifier):
     """The official `base` list: stem, then per stage block [, dropout], transition [, down], head.
 
     `self.units` records, per stage, the `base` indices of its block, transition and downsampler;
@@ -124,30 +123,41 @@ class HarDNet(nnx.Module):
                 )
             units.append(unit)
         self.head_index = len(base)
+        self.num_classes, self.num_features, self.dtype = num_classes, ch, dtype
         base.append(
             nnx.List(
                 [
                     layers.GlobalAvgPool(),
                     layers.Flatten(),
                     nnx.Dropout(drop_rate, rngs=rngs),
-                    layers.linear(
-                        ch,
-                        num_classes,
-                        kernel_init=layers.torch_default_init,
-                        **kw,
-                    ),
+                    self._classifier(num_classes, kw["rngs"]),
                 ]
             )
         )
         self.base = nnx.List(base)
         self.units = tuple(units)
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def _classifier(self, num_classes: int, rngs) -> nnx.Linear:
+        return layers.linear(
+            self.num_features, num_classes, kernel_init=layers.torch_default_init,
+            dtype=self.dtype, rngs=rngs,
+        )
+
+    def forward_features(self, x: jax.Array) -> jax.Array:
+        """(B, H, W, 3) -> pooled (B, num_features)."""
         for layer in self.base[:-1]:
             x = layer(x)
-        for layer in self.base[-1]:
-            x = layer(x)
-        return x.astype(jnp.float32)
+        pool, flatten = self.base[-1][0], self.base[-1][1]
+        return flatten(pool(x))
+
+    def forward_head(self, features: jax.Array) -> jax.Array:
+        dropout, classifier = self.base[-1][2], self.base[-1][3]
+        return classifier(dropout(features)).astype(jnp.float32)
+
+    def reset_classifier(self, num_classes: int, *, rngs: nnx.Rngs | None = None) -> None:
+        """A fresh Linear head (PyTorch's default init, as the authors' code builds it)."""
+        self.base[-1][3] = self._classifier(num_classes, rngs or nnx.Rngs(0))
+        self.num_classes = num_classes
 
 
 # --------------------------------------------------------------------------- PyTorch naming
@@ -231,17 +241,5 @@ def _build(variant, *, num_classes=1000, dtype=jnp.float32, rngs, drop_rate=None
     )
 
 
-for _name, (_params, _top1) in PUBLISHED.items():
-    register(
-        VariantInfo(
-            name=_name,
-            family="hardnet",
-            builder=functools.partial(_build, _name),
-            num_params=_params,
-            top1=_top1,
-            reference="PingoLH/Pytorch-HarDNet hardnet.py; pytorchcv hardnet (parity-tested)",
-            interpolation="bilinear",
-            crop_pct=0.875,
-            test_input_size=64,
-        )
-    )
+for _name in CONFIGS:
+    register(_name, functools.partial(_build, _name))

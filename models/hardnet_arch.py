@@ -95,10 +95,3 @@ CONFIGS = {
     ),
 }
 
-
-PUBLISHED = {  # exact params (= official code), top-1 (official README)
-    "hardnet39ds": (3_488_228, 72.1),
-    "hardnet68ds": (4_180_602, 74.3),
-    "hardnet68": (17_565_348, 76.5),
-    "hardnet85": (36_670_212, 78.0),
-}

@@ -1,9 +1,9 @@
 """HLG (Hierarchical Local-Global Transformer, Zhang et al., arXiv 2207.09339): mobile .. large.
 
 The official PyTorch code (fudan-zvg/SETR, hlg-classification/models/hlg.py) does not run as
-published; this follows the reconstruction of shared/specs/hlg.md section 1 (the "ref build": the
-module set of the mmseg backbone, DWMlp hidden = 4 x block input channels, no local branch in
-stage 4). The module tree mirrors that PyTorch state dict (section 4.1), so official state dicts
+published; this is the repaired build that reproduces the published Tiny/Small sizes (the module
+set of the same repository's mmseg backbone, DWMlp hidden = 4 x block input channels, no local
+branch in stage 4). The module tree mirrors that PyTorch state dict, so official state dicts
 load through `models.from_torch` with no rename table.
 
 Every block works on NHWC maps. Token order is raster order, the same as PyTorch's
@@ -24,26 +24,21 @@ from models.hlg_arch import (
     CONFIGS,
     DPB_LN_EPS,
     INPUT_SIZE,
-    LN_EPS,
     WINDOW,
     HLGConfig,
     global_offsets,
     grid_offsets,
 )
-from models.registry import VariantInfo, register
-
-# timm's trunc_normal_(std=.02) truncates at +-2 absolute, i.e. at 100 sigma: a plain normal.
-dense_init = nnx.initializers.normal(stddev=0.02)
-
-
-def torch_bias_init(fan_in: int) -> nnx.Initializer:
-    """PyTorch's default conv bias init, U(+-1/sqrt(fan_in)); needs the fan-in, unlike Flax's."""
-    bound = 1.0 / np.sqrt(fan_in)
-
-    def init(key, shape, dtype=jnp.float32):
-        return jax.random.uniform(key, shape, dtype, -bound, bound)
-
-    return init
+from models.layers import (
+    GELU,
+    ReLU,
+    Sequential,
+    attention,
+    dense,
+    layer_norm,
+    torch_conv2d,
+)
+from models.registry import register
 
 
 # --------------------------------------------------------------------------- windows
@@ -77,79 +72,6 @@ def window_unpartition(
     return x.reshape(-1, height, width, c)
 
 
-# --------------------------------------------------------------------------- small layers
-class GELU(nnx.Module):
-    """Parameterless slot of a PyTorch Sequential (keeps the indices of later layers aligned)."""
-
-    def __init__(self, approximate: bool = False):
-        self.approximate = approximate
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return jax.nn.gelu(x, approximate=self.approximate)
-
-
-class ReLU(nnx.Module):
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return jax.nn.relu(x)
-
-
-class Sequential(nnx.List):
-    """An nnx.List that calls its items in order: the state paths are `name.0`, `name.1`, ...,
-    exactly PyTorch's nn.Sequential keys (nnx.Sequential would add a `.layers` level)."""
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        for layer in self:
-            x = layer(x)
-        return x
-
-
-def layer_norm(features: int, *, eps: float = LN_EPS, dtype, rngs: nnx.Rngs) -> nnx.LayerNorm:
-    # Two-pass variance, as PyTorch: the one-pass form loses digits on the DPB's raw offsets.
-    return nnx.LayerNorm(features, epsilon=eps, use_fast_variance=False, dtype=dtype,
-                         param_dtype=jnp.float32, rngs=rngs)
-
-
-def dense(cin: int, cout: int, *, dtype, rngs: nnx.Rngs) -> nnx.Linear:
-    return layers.linear(cin, cout, kernel_init=dense_init, dtype=dtype, rngs=rngs)
-
-
-def conv(cin: int, cout: int, kernel: int, *, stride: int = 1, groups: int = 1, bias: bool = True,
-         dtype, rngs: nnx.Rngs) -> nnx.Conv:
-    """A conv with symmetric k//2 padding and PyTorch's default init (kaiming_uniform a=sqrt(5)
-    and its bias rule). Grouped convs (all of them depthwise here) run as shifted multiply-adds,
-    several times faster than XLA:CPU's grouped conv, with the same parameters."""
-    fan_in = cin // groups * kernel * kernel
-    pad = kernel // 2
-    conv_fn = layers.depthwise_conv_general_dilated if groups > 1 else jax.lax.conv_general_dilated
-    return nnx.Conv(cin, cout, (kernel, kernel), strides=(stride, stride),
-                    padding=((pad, pad), (pad, pad)), feature_group_count=groups, use_bias=bias,
-                    kernel_init=layers.torch_default_init, bias_init=torch_bias_init(fan_in),
-                    conv_general_dilated=conv_fn, dtype=dtype, param_dtype=jnp.float32,
-                    rngs=rngs)
-
-
-def softmax(logits: jax.Array) -> jax.Array:
-    """Softmax in float32 whatever the compute dtype (the references run it in fp32 under AMP)."""
-    return jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(logits.dtype)
-
-
-def attention(q: jax.Array, k: jax.Array, v: jax.Array, heads: int, bias: jax.Array | None,
-              scale: float) -> jax.Array:
-    """Multi-head attention on (B, N, C) q and (B, M, C) k, v; `bias` is (heads, N, M)."""
-    b, n, c = q.shape
-    m = k.shape[1]
-    d = c // heads
-    q = q.reshape(b, n, heads, d)
-    k = k.reshape(b, m, heads, d)
-    v = v.reshape(b, m, heads, d)
-    logits = jnp.einsum("bnhd,bmhd->bhnm", q, k) * jnp.asarray(scale, q.dtype)
-    if bias is not None:
-        logits = logits + bias.astype(logits.dtype)[None]
-    out = jnp.einsum("bhnm,bmhd->bnhd", softmax(logits), v)
-    return out.reshape(b, n, c)
-
-
-# --------------------------------------------------------------------------- HLG modules
 class DynamicPosBias(nnx.Module):
     """Offsets (dy, dx) -> one bias per head; official keys pos_proj, pos{1,2,3}.{0,2}.
 
@@ -180,7 +102,7 @@ class InnerPatchEmbed(nnx.Module):
 
     def __init__(self, cin: int, cout: int, down_sample: bool, *, dtype, rngs: nnx.Rngs):
         self.proj = nnx.data(Sequential([
-            conv(cin, cout, 3, stride=2, groups=cin, dtype=dtype, rngs=rngs),
+            torch_conv2d(cin, cout, 3, stride=2, groups=cin, dtype=dtype, rngs=rngs),
             layers.batch_norm(cout, dtype=dtype, rngs=rngs),
             GELU(),
         ]) if down_sample else None)
@@ -194,11 +116,11 @@ class DWMlp(nnx.Module):
 
     def __init__(self, cin: int, hidden: int, cout: int, stride: int, *, dtype, rngs: nnx.Rngs):
         kw = dict(dtype=dtype, rngs=rngs)
-        self.fc1 = conv(cin, hidden, 1, **kw)
+        self.fc1 = torch_conv2d(cin, hidden, 1, **kw)
         self.norm1 = layers.batch_norm(hidden, **kw)
-        self.fc2 = conv(hidden, hidden, 3, stride=stride, groups=hidden, **kw)
+        self.fc2 = torch_conv2d(hidden, hidden, 3, stride=stride, groups=hidden, **kw)
         self.norm2 = layers.batch_norm(hidden, **kw)
-        self.fc3 = conv(hidden, cout, 1, **kw)
+        self.fc3 = torch_conv2d(hidden, cout, 1, **kw)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         gelu = functools.partial(jax.nn.gelu, approximate=False)
@@ -224,9 +146,9 @@ def smoothing(dim: int, *, dtype, rngs: nnx.Rngs) -> Sequential:
     kw = dict(dtype=dtype, rngs=rngs)
     q = dim // 4
     return Sequential([
-        conv(dim, q, 1, **kw), layers.batch_norm(q, **kw), GELU(),
-        conv(q, q, 3, **kw), layers.batch_norm(q, **kw), GELU(),
-        conv(q, dim, 1, **kw), layers.batch_norm(dim, **kw),
+        torch_conv2d(dim, q, 1, **kw), layers.batch_norm(q, **kw), GELU(),
+        torch_conv2d(q, q, 3, **kw), layers.batch_norm(q, **kw), GELU(),
+        torch_conv2d(q, dim, 1, **kw), layers.batch_norm(dim, **kw),
     ])
 
 
@@ -239,16 +161,25 @@ class HLGBlock(nnx.Module):
     """
 
     def __init__(self, cin: int, dim: int, heads: int, *, down_sample: bool, dilated: bool,
-                 global_only: bool, drop_path: float, dtype, rngs: nnx.Rngs):
+                 global_only: bool, drop_path: float, window_tokens: str = "mean", dtype,
+                 rngs: nnx.Rngs):
         kw = dict(dtype=dtype, rngs=rngs)
         self.heads, self.dilated, self.global_only = heads, dilated, global_only
+        self.window_tokens = "mean" if global_only else window_tokens
         self.scale = (dim // heads) ** -0.5
         if not global_only:
-            self.aux_q = conv(dim, dim, 3, groups=dim, **kw)
+            self.aux_q = torch_conv2d(dim, dim, 3, groups=dim, **kw)
             self.norm0 = layer_norm(dim, **kw)
             self.h0_norm = layer_norm(dim, **kw)
             self.pos_local = DynamicPosBias(dim, heads, **kw)
             self.spatial_smooth = nnx.List([smoothing(dim, **kw)])
+            if window_tokens == "dwconv":
+                self.h0_conv = nnx.Conv(
+                    dim, dim, (WINDOW, WINDOW), strides=(WINDOW, WINDOW), padding=((0, 0), (0, 0)),
+                    feature_group_count=dim, kernel_init=layers.torch_default_init,
+                    bias_init=layers.torch_bias_init(WINDOW * WINDOW),
+                    conv_general_dilated=layers.depthwise_conv_general_dilated, dtype=dtype,
+                    param_dtype=jnp.float32, rngs=rngs)
         self.down_proj = InnerPatchEmbed(cin, dim, down_sample, **kw)
         self.q = dense(dim, dim, **kw)
         self.k = dense(dim, dim, **kw)
@@ -289,12 +220,16 @@ class HLGBlock(nnx.Module):
         bias = self.pos_local.bias(grid_offsets(WINDOW), WINDOW**2, WINDOW**2)
         loc = attention(q, q, v, self.heads, bias, self.scale)  # k = q, no output projection
         win = win + loc
-        g = self.h0_norm(jnp.mean(win, axis=1).reshape(b, -1, c))
+        if self.window_tokens == "dwconv":  # token a * 7 + b is pixel (a, b) of its window
+            g = self.h0_conv(win.reshape(-1, WINDOW, WINDOW, c))
+        else:
+            g = jnp.mean(win, axis=1)
+        g = self.h0_norm(g.reshape(b, -1, c))
         unpart = functools.partial(window_unpartition, height=h, width=w, dilated=self.dilated)
         return unpart(win), unpart(q), unpart(loc), g
 
 
-class HLG(nnx.Module):
+class HLG(layers.Classifier):
     """Conv stem (s0_conv), four stages (block1..block4), LayerNorm, mean over tokens, head."""
 
     def __init__(self, cfg: HLGConfig, *, num_classes: int = 1000, drop_path_rate: float | None = None,
@@ -306,9 +241,9 @@ class HLG(nnx.Module):
         dpr = np.linspace(0.0, rate, sum(cfg.depths)).tolist()
         c1 = cfg.dims[0]
         self.s0_conv = nnx.List([
-            Sequential([conv(3, c1, 3, stride=2, bias=False, **kw),
+            Sequential([torch_conv2d(3, c1, 3, stride=2, bias=False, **kw),
                         layers.batch_norm(c1, **kw), GELU()]),
-            Sequential([conv(c1, c1, 3, bias=False, **kw), layers.batch_norm(c1, **kw), GELU()]),
+            Sequential([torch_conv2d(c1, c1, 3, bias=False, **kw), layers.batch_norm(c1, **kw), GELU()]),
         ])
         cin, cur = c1, 0
         for stage, (dim, heads, depth) in enumerate(zip(cfg.dims, cfg.heads, cfg.depths,
@@ -317,13 +252,16 @@ class HLG(nnx.Module):
             for i in range(depth):
                 blocks.append(HLGBlock(
                     cin if i == 0 else dim, dim, heads, down_sample=i == 0, dilated=i % 2 == 1,
-                    global_only=stage == 3, drop_path=dpr[cur + i], **kw))
+                    global_only=stage == 3, drop_path=dpr[cur + i],
+                    window_tokens=cfg.window_tokens, **kw))
             setattr(self, f"block{stage + 1}", nnx.List(blocks))
             cin, cur = dim, cur + depth
         self.norm = layer_norm(cfg.dims[-1], **kw)
+        self.num_classes, self.num_features = num_classes, cfg.dims[-1]
         self.head = dense(cfg.dims[-1], num_classes, **kw)
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def forward_features(self, x: jax.Array) -> jax.Array:
+        """(B, 224, 224, 3) -> pooled (B, num_features): LayerNorm, then the mean over tokens."""
         if x.ndim != 4 or x.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 3):
             raise ValueError(
                 f"HLG takes NHWC images of {INPUT_SIZE}x{INPUT_SIZE}x3 only (its stage-4 and global "
@@ -335,8 +273,15 @@ class HLG(nnx.Module):
             for block in blocks:
                 x = block(x)
         x = self.norm(x)
-        x = jnp.mean(x, axis=(1, 2), dtype=jnp.float32).astype(x.dtype)
-        return self.head(x).astype(jnp.float32)
+        return jnp.mean(x, axis=(1, 2), dtype=jnp.float32).astype(x.dtype)
+
+    def forward_head(self, features: jax.Array) -> jax.Array:
+        return self.head(features).astype(jnp.float32)
+
+    def reset_classifier(self, num_classes: int, *, rngs: nnx.Rngs | None = None) -> None:
+        """A fresh head, N(0, 0.02) weights and zero bias as the official init_weights."""
+        self.head = dense(self.num_features, num_classes, dtype=self.dtype, rngs=rngs or nnx.Rngs(0))
+        self.num_classes = num_classes
 
 
 # --------------------------------------------------------------------------- registry
@@ -346,25 +291,5 @@ def _build(variant: str, *, num_classes: int = 1000, dtype=jnp.float32, rngs: nn
                dtype=dtype, rngs=rngs)
 
 
-_PUBLISHED = {  # exact params of the ref build at 1000 classes; top-1 from the SETR README
-    "hlg_mobile": (4_140_904, None),
-    "hlg_tiny": (11_035_824, 81.1),
-    "hlg_small": (24_273_004, 82.3),
-    "hlg_medium": (39_978_412, 83.6),
-    "hlg_large": (70_455_992, 84.1),
-}
-
-for _name, (_params, _top1) in _PUBLISHED.items():
-    register(VariantInfo(
-        name=_name,
-        family="hlg",
-        builder=functools.partial(_build, _name),
-        num_params=_params,
-        top1=_top1,
-        reference="fudan-zvg/SETR hlg-classification/models/hlg.py, rebuilt per "
-                  "shared/specs/hlg.md section 1.7 (parity-tested on random weights)",
-        interpolation="bicubic",
-        crop_pct=0.875,
-        test_input_size=INPUT_SIZE,
-        input_sizes="fixed",
-    ))
+for _name in CONFIGS:
+    register(_name, functools.partial(_build, _name))

@@ -2,7 +2,7 @@
 
 Shared by the Flax models (models/hlg.py: the official HLG; models/hlg_zoo.py: the MindSpore
 model zoo's HLG-mobile) and the MindSpore cells (ascend_port/cells/hlg.py, hlg_zoo.py), so it
-imports neither jax nor mindspore. See shared/specs/hlg.md sections 1-3.
+imports neither jax nor mindspore.
 """
 
 from __future__ import annotations
@@ -50,12 +50,17 @@ class HLGConfig:
     heads: tuple[int, int, int, int]
     depths: tuple[int, int, int, int]
     drop_path_rate: float  # the rate the official recipe trains this variant with
+    # How a 7x7 window becomes its global token: "mean" (the official "avgpool") or "dwconv"
+    # (a depthwise 7x7 stride-7 conv with bias, `h0_conv`, in every block of stages 1-3).
+    window_tokens: str = "mean"
 
 
 CONFIGS = {
     # mobile has no yaml: the official config.py default drop path (0.1) applies.
     "hlg_mobile": HLGConfig((32, 64, 192, 384), (2, 4, 6, 12), (2, 2, 2, 2), 0.1),
     "hlg_tiny": HLGConfig((64, 128, 256, 512), (2, 4, 8, 16), (2, 2, 6, 2), 0.2),
+    # The official file's hlg_tiny_dwconv; no yaml, so config.py's default drop path applies.
+    "hlg_tiny_dwconv": HLGConfig((64, 128, 256, 512), (2, 4, 8, 16), (2, 2, 6, 2), 0.1, "dwconv"),
     "hlg_small": HLGConfig((96, 192, 384, 768), (3, 6, 12, 24), (2, 2, 6, 2), 0.2),
     "hlg_medium": HLGConfig((96, 192, 384, 768), (3, 6, 12, 24), (2, 2, 14, 2), 0.2),
     "hlg_large": HLGConfig((128, 256, 512, 1024), (4, 8, 16, 32), (2, 2, 14, 2), 0.2),

@@ -3,7 +3,7 @@
 Not the official HLG (models/hlg.py): a ViT-style network that shares the name, with conv patch
 embeddings (with bias), learned absolute position embeddings, a cls token, one attention module
 shared by the local (window) and global steps, a Dense MLP, tanh GELU and LayerNorm eps 1e-7
-(MindSpore defaults). See shared/specs/hlg.md section 2. Registered as `hlg_mobile_zoo`, 1001
+(MindSpore defaults). Registered as `hlg_mobile_zoo`, 1001
 classes by default (the zoo's class_num).
 
 Names. The module tree mirrors the MindSpore cell attribute for attribute, so a canonical key is
@@ -32,16 +32,7 @@ import numpy as np
 from flax import nnx
 
 from models import layers
-from models.hlg import (
-    GELU,
-    WINDOW,
-    Sequential,
-    attention,
-    dense,
-    layer_norm,
-    window_partition,
-    window_unpartition,
-)
+from models.hlg import WINDOW, window_partition, window_unpartition
 from models.hlg_arch import ZOO_D_MODEL as D_MODEL
 from models.hlg_arch import ZOO_DIM_HEAD as DIM_HEAD
 from models.hlg_arch import ZOO_DROP_PATH_RATE as DROP_PATH_RATE
@@ -50,7 +41,8 @@ from models.hlg_arch import ZOO_HEADS as HEADS
 from models.hlg_arch import ZOO_INPUT_SIZE as INPUT_SIZE
 from models.hlg_arch import ZOO_LN_EPS as LN_EPS
 from models.hlg_arch import ZOO_MLP_RATIOS as MLP_RATIOS
-from models.registry import VariantInfo, register
+from models.layers import GELU, Sequential, attention, dense, layer_norm
+from models.registry import register
 
 gelu_tanh = functools.partial(jax.nn.gelu, approximate=True)  # MindSpore nn.GELU() default
 
@@ -162,7 +154,7 @@ class Transformer(nnx.Module):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
-class HLGZoo(nnx.Module):
+class HLGZoo(layers.Classifier):
     """patch_embed1..4, pos_embed1..4, cls, block{s}_{0,1}, norm, head (the zoo's `HLG` cell)."""
 
     def __init__(self, *, num_classes: int = 1001, drop_path_rate: float | None = None,
@@ -188,9 +180,11 @@ class HLGZoo(nnx.Module):
             cin = dim
         self.cls = nnx.Param(normal(rngs.params(), (1, 1, D_MODEL[-1]), jnp.float32))
         self.norm = layer_norm(D_MODEL[-1], eps=LN_EPS, **kw)
+        self.num_classes, self.num_features = num_classes, D_MODEL[-1]
         self.head = dense(D_MODEL[-1], num_classes, **kw)
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def forward_features(self, x: jax.Array) -> jax.Array:
+        """(B, 224, 224, 3) -> (B, num_features): the normalised cls token."""
         if x.ndim != 4 or x.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 3):
             raise ValueError(
                 f"hlg_mobile_zoo takes NHWC images of {INPUT_SIZE}x{INPUT_SIZE}x3 only (its "
@@ -209,8 +203,15 @@ class HLGZoo(nnx.Module):
                 t = getattr(self, f"block{s + 1}_{i}")(t)
             if s < 3:
                 x = t.reshape(b, h, w, c)
-        t = self.norm(t)
-        return self.head(t[:, 0]).astype(jnp.float32)
+        return self.norm(t)[:, 0]
+
+    def forward_head(self, features: jax.Array) -> jax.Array:
+        return self.head(features).astype(jnp.float32)
+
+    def reset_classifier(self, num_classes: int, *, rngs: nnx.Rngs | None = None) -> None:
+        """A fresh head, N(0, 0.02) weights and zero bias (the zoo's TruncatedNormal(0.02))."""
+        self.head = dense(self.num_features, num_classes, dtype=self.dtype, rngs=rngs or nnx.Rngs(0))
+        self.num_classes = num_classes
 
 
 def _build(*, num_classes: int = 1001, dtype=jnp.float32, rngs: nnx.Rngs,
@@ -218,16 +219,4 @@ def _build(*, num_classes: int = 1001, dtype=jnp.float32, rngs: nnx.Rngs,
     return HLGZoo(num_classes=num_classes, drop_path_rate=drop_path_rate, dtype=dtype, rngs=rngs)
 
 
-register(VariantInfo(
-    name="hlg_mobile_zoo",
-    family="hlg_zoo",
-    builder=_build,
-    num_params=6_767_816,  # every built parameter at 1000 classes (see the module docstring)
-    top1=75.6,  # MindSpore README_CN: 75.61 best during training (75.48 in a separate eval)
-    reference="mindspore-ai/models research/cv/hlg/src/hlg.py (parity-tested on random weights)",
-    interpolation="bilinear",
-    crop_pct=0.875,
-    default_num_classes=1001,
-    test_input_size=INPUT_SIZE,
-    input_sizes="fixed",
-))
+register("hlg_mobile_zoo", _build)

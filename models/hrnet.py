@@ -4,7 +4,7 @@ Follows the official code (HRNet/HRNet-Image-Classification, cls_hrnet.py), whic
 the NNX module tree mirrors its attribute names and Sequential/ModuleList indices, so official and
 timm state dicts load through `models.from_torch` with no rename table (identity paths, generic
 leaf and layout rules). Slots that hold nn.Identity/None in PyTorch are parameterless
-`layers.Identity` here, which keeps every index aligned. See shared/specs/hardnet_hrnet.md §2-3.
+`layers.Identity` here, which keeps every index aligned.
 
 One deliberate departure: a fuse layer upsamples to the *target branch's* height and width
 (nearest, PyTorch/MindSpore index rule) instead of by a fixed 2^k, as the MindSpore model zoo
@@ -31,17 +31,7 @@ from models.hrnet_arch import (
     HRNetConfig,
     nearest_source_index,
 )
-from models.registry import VariantInfo, register
-
-
-def torch_bias_init(fan_in: int) -> nnx.Initializer:
-    """PyTorch's default bias init, U(+-1/sqrt(fan_in)); Flax initialisers only see the shape."""
-    bound = 1.0 / math.sqrt(fan_in)
-
-    def init(key: jax.Array, shape, dtype=jnp.float32) -> jax.Array:
-        return jax.random.uniform(key, shape, dtype, -bound, bound)
-
-    return init
+from models.registry import register
 
 
 def _conv(cin, cout, kernel, *, stride=1, bias=False, dtype, rngs):
@@ -49,7 +39,7 @@ def _conv(cin, cout, kernel, *, stride=1, bias=False, dtype, rngs):
     return layers.conv2d(
         cin, cout, kernel, stride=stride, bias=bias,
         kernel_init=nnx.initializers.zeros,
-        bias_init=torch_bias_init(cin * kernel * kernel) if bias else nnx.initializers.zeros,
+        bias_init=layers.torch_bias_init(cin * kernel * kernel) if bias else nnx.initializers.zeros,
         dtype=dtype, rngs=rngs,
     )
 
@@ -251,7 +241,7 @@ def _apply_transition(transition: nnx.List, xs: list[jax.Array]) -> list[jax.Arr
 
 
 # --------------------------------------------------------------------------- network
-class HRNet(nnx.Module):
+class HRNet(layers.Classifier):
     """Stem (two stride-2 convs) -> layer1 -> 3 x (transition, stage) -> classification head.
 
     Head: incre_modules lift the 4 branches to 128/256/512/1024 ch; downsamp_modules carry the
@@ -286,14 +276,18 @@ class HRNet(nnx.Module):
         ])
         self.final_layer = _conv_bn(head[3], NUM_FEATURES, 1, bias=True, **kw)
         self.global_pool = layers.GlobalAvgPool()
-        self.classifier = layers.linear(
-            NUM_FEATURES, num_classes, kernel_init=layers.torch_default_init,
-            bias_init=torch_bias_init(NUM_FEATURES), **kw,
-        )
+        self.num_classes, self.num_features, self.dtype = num_classes, NUM_FEATURES, dtype
+        self.classifier = self._classifier(num_classes, kw["rngs"])
         self.head_drop = nnx.Dropout(drop_rate, rngs=rngs)
         init_conv_kernels(self, rngs.params())
 
-    def forward_features(self, x: jax.Array) -> jax.Array:
+    def _classifier(self, num_classes: int, rngs) -> nnx.Linear:
+        return layers.linear(
+            NUM_FEATURES, num_classes, kernel_init=layers.torch_default_init,
+            bias_init=layers.torch_bias_init(NUM_FEATURES), dtype=self.dtype, rngs=rngs,
+        )
+
+    def feature_map(self, x: jax.Array) -> jax.Array:
         """(B, H, W, 3) -> (B, ceil(H/32), ceil(W/32), 2048), before pooling."""
         x = jax.nn.relu(self.bn1(self.conv1(x)))
         x = jax.nn.relu(self.bn2(self.conv2(x)))
@@ -307,10 +301,17 @@ class HRNet(nnx.Module):
             y = t if y is None else t + _apply_conv_bn(self.downsamp_modules[b - 1], y, True)
         return _apply_conv_bn(self.final_layer, y, True)
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        """NHWC images -> float32 logits (B, num_classes)."""
-        x = self.global_pool(self.forward_features(x))
-        return self.classifier(self.head_drop(x)).astype(jnp.float32)
+    def forward_features(self, x: jax.Array) -> jax.Array:
+        """(B, H, W, 3) -> pooled (B, 2048)."""
+        return self.global_pool(self.feature_map(x))
+
+    def forward_head(self, features: jax.Array) -> jax.Array:
+        return self.classifier(self.head_drop(features)).astype(jnp.float32)
+
+    def reset_classifier(self, num_classes: int, *, rngs: nnx.Rngs | None = None) -> None:
+        """A fresh Linear head with PyTorch's default init, as the official code builds it."""
+        self.classifier = self._classifier(num_classes, rngs or nnx.Rngs(0))
+        self.num_classes = num_classes
 
 
 # --------------------------------------------------------------------------- registry
@@ -320,28 +321,5 @@ def _build(variant: str, *, num_classes: int = 1000, dtype=jnp.float32, rngs: nn
                  dtype=dtype, rngs=rngs)
 
 
-_PUBLISHED = {  # params (timm 1.0.31 = official, measured), top-1 (official README)
-    "hrnet_w18_small": (13_187_464, 72.3),
-    "hrnet_w18_small_v2": (15_597_464, 75.1),
-    "hrnet_w18": (21_299_004, 76.8),
-    "hrnet_w30": (37_712_220, 78.2),
-    "hrnet_w32": (41_232_680, 78.5),
-    "hrnet_w40": (57_557_160, 78.9),
-    "hrnet_w44": (67_064_984, 78.9),
-    "hrnet_w48": (77_469_864, 79.3),
-    "hrnet_w64": (128_059_944, 79.5),
-}
-assert set(_PUBLISHED) == set(CONFIGS)
-
-for _name, (_params, _top1) in _PUBLISHED.items():
-    register(VariantInfo(
-        name=_name,
-        family="hrnet",
-        builder=functools.partial(_build, _name),
-        num_params=_params,
-        top1=_top1,
-        reference="timm hrnet (parity-tested)",
-        crop_pct=0.875,
-        interpolation="bilinear",
-        test_input_size=64,
-    ))
+for _name in CONFIGS:
+    register(_name, functools.partial(_build, _name))

@@ -1,7 +1,8 @@
 """HRNet-classification architecture tables and the fuse-upsample index rule, framework-free.
 
 Shared by the Flax model (models/hrnet.py) and the MindSpore cell (ascend_port/cells/hrnet.py),
-so it imports neither jax nor mindspore. Tables: shared/specs/hardnet_hrnet.md section 2.4.
+so it imports neither jax nor mindspore. Tables: the official
+experiments/cls_hrnet_*.yaml files (timm copies them).
 """
 
 from __future__ import annotations

@@ -11,11 +11,24 @@ import math
 import jax
 import jax.numpy as jnp
 from flax import nnx
-from flax.nnx.nn import normalization as _nnx_norm  # BatchNorm's own helpers
+
+from models import compat
 
 # PyTorch Linear/Conv default: U(+-1/sqrt(fan_in)).
 torch_default_init = nnx.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
 xavier_normal = nnx.initializers.variance_scaling(1.0, "fan_avg", "normal")  # untruncated
+# timm's trunc_normal_(std=.02) truncates at +-2 absolute, i.e. at 100 sigma: a plain normal.
+dense_init = nnx.initializers.normal(stddev=0.02)
+
+
+def torch_bias_init(fan_in: int) -> nnx.Initializer:
+    """PyTorch's default bias init, U(+-1/sqrt(fan_in)); Flax initialisers only see the shape."""
+    bound = 1.0 / math.sqrt(fan_in)
+
+    def init(key: jax.Array, shape, dtype=jnp.float32) -> jax.Array:
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
 kaiming_normal_fan_out = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
@@ -212,19 +225,19 @@ class BatchNorm(nnx.BatchNorm):
         use_running = self.use_running_average if use_running_average is None else use_running_average
         if use_running is None or use_running:
             return super().__call__(x, use_running_average, mask=mask)
-        feature_axes = _nnx_norm._canonicalize_axes(x.ndim, self.axis)
+        feature_axes = compat.canonicalize_axes(x.ndim, self.axis)
         reduction_axes = tuple(i for i in range(x.ndim) if i not in feature_axes)
         scale = self.scale[...] if self.scale is not None else None
         bias = self.bias[...] if self.bias is not None else None
         x, _, _, scale, bias = self.promote_dtype(
             (x, self.mean[...], self.var[...], scale, bias), dtype=self.dtype
         )
-        mean, var = _nnx_norm._compute_stats(
+        mean, var = compat.compute_stats(
             x, reduction_axes, dtype=self.dtype, axis_name=self.axis_name,
             axis_index_groups=self.axis_index_groups, use_fast_variance=self.use_fast_variance,
             mask=mask,
         )
-        if self.mean._can_update or self.var._can_update:  # as nnx.BatchNorm: array refs only
+        if compat.can_update(self.mean) or compat.can_update(self.var):  # as nnx.BatchNorm: array refs only
             stop_gradient = jax.lax.stop_gradient
         else:
             def stop_gradient(v):
@@ -236,6 +249,103 @@ class BatchNorm(nnx.BatchNorm):
         unbiased = var * (n / max(n - 1, 1))
         self.var.set_value(
             stop_gradient(self.momentum * self.var[...] + (1 - self.momentum) * unbiased))
-        return _nnx_norm._normalize(
+        return compat.normalize(
             x, mean, var, scale, bias, reduction_axes, feature_axes, self.dtype, self.epsilon
         )
+
+
+# --------------------------------------------------------------------------- transformer pieces
+class GELU(nnx.Module):
+    """Parameterless slot of a PyTorch Sequential (keeps the indices of later layers aligned)."""
+
+    def __init__(self, approximate: bool = False):
+        self.approximate = approximate
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return jax.nn.gelu(x, approximate=self.approximate)
+
+
+class ReLU(nnx.Module):
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return jax.nn.relu(x)
+
+
+class Sequential(nnx.List):
+    """An nnx.List that calls its items in order: the state paths are `name.0`, `name.1`, ...,
+    exactly PyTorch's nn.Sequential keys (nnx.Sequential would add a `.layers` level)."""
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for layer in self:
+            x = layer(x)
+        return x
+
+
+def layer_norm(features: int, *, eps: float = 1e-6, dtype, rngs: nnx.Rngs) -> nnx.LayerNorm:
+    """LayerNorm with PyTorch's two-pass variance (the one-pass form loses digits on the HLG
+    position-bias MLP's raw offsets); eps 1e-6 is timm's transformer default."""
+    return nnx.LayerNorm(features, epsilon=eps, use_fast_variance=False, dtype=dtype,
+                         param_dtype=jnp.float32, rngs=rngs)
+
+
+def dense(cin: int, cout: int, *, dtype, rngs: nnx.Rngs) -> nnx.Linear:
+    """timm's transformer Linear: weights N(0, 0.02), zero bias."""
+    return linear(cin, cout, kernel_init=dense_init, dtype=dtype, rngs=rngs)
+
+
+def torch_conv2d(cin: int, cout: int, kernel: int, *, stride: int = 1, groups: int = 1,
+                 bias: bool = True, dtype, rngs: nnx.Rngs) -> nnx.Conv:
+    """A conv with symmetric k//2 padding and PyTorch's default init (kaiming_uniform a=sqrt(5)
+    and its bias rule). Grouped convs (all of them depthwise here) run as shifted multiply-adds,
+    several times faster than XLA:CPU's grouped conv, with the same parameters."""
+    fan_in = cin // groups * kernel * kernel
+    pad = kernel // 2
+    conv_fn = depthwise_conv_general_dilated if groups > 1 else jax.lax.conv_general_dilated
+    return nnx.Conv(cin, cout, (kernel, kernel), strides=(stride, stride),
+                    padding=((pad, pad), (pad, pad)), feature_group_count=groups, use_bias=bias,
+                    kernel_init=torch_default_init, bias_init=torch_bias_init(fan_in),
+                    conv_general_dilated=conv_fn, dtype=dtype, param_dtype=jnp.float32,
+                    rngs=rngs)
+
+
+def softmax(logits: jax.Array) -> jax.Array:
+    """Softmax in float32 whatever the compute dtype (the references run it in fp32 under AMP)."""
+    return jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(logits.dtype)
+
+
+def attention(q: jax.Array, k: jax.Array, v: jax.Array, heads: int, bias: jax.Array | None,
+              scale: float) -> jax.Array:
+    """Multi-head attention on (B, N, C) q and (B, M, C) k, v; `bias` is (heads, N, M)."""
+    b, n, c = q.shape
+    m = k.shape[1]
+    d = c // heads
+    q = q.reshape(b, n, heads, d)
+    k = k.reshape(b, m, heads, d)
+    v = v.reshape(b, m, heads, d)
+    logits = jnp.einsum("bnhd,bmhd->bhnm", q, k) * jnp.asarray(scale, q.dtype)
+    if bias is not None:
+        logits = logits + bias.astype(logits.dtype)[None]
+    out = jnp.einsum("bhnm,bmhd->bnhd", softmax(logits), v)
+    return out.reshape(b, n, c)
+
+
+# --------------------------------------------------------------------------- model interface
+class Classifier(nnx.Module):
+    """timm's interface, which every family's network implements: `forward_features(x)` (NHWC
+    images -> pooled features (B, num_features), before the head), `forward_head(features)`
+    (-> float32 logits), `reset_classifier(num_classes)` (a fresh head, initialised as the family
+    initialises it), `num_classes`, `num_features`. Fine-tuning and analysis use only this."""
+
+    num_classes: int
+    num_features: int
+
+    def forward_features(self, x: jax.Array) -> jax.Array:
+        raise NotImplementedError
+
+    def forward_head(self, features: jax.Array) -> jax.Array:
+        raise NotImplementedError
+
+    def reset_classifier(self, num_classes: int, *, rngs: nnx.Rngs | None = None) -> None:
+        raise NotImplementedError
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.forward_head(self.forward_features(x))

@@ -1,4 +1,4 @@
-"""Registry of model variants: name -> builder + published metadata (timm/scenic style)."""
+"""Registry of model variants: name -> builder + the metadata of models/variants.py (timm style)."""
 
 from __future__ import annotations
 
@@ -11,48 +11,35 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from models import variants
 from models import weights as weights_lib
 
 # What a model's weights are: everything else in its state (RNG streams) is rebuilt, not stored.
 WEIGHT_COLLECTIONS = (nnx.Param, nnx.BatchStat)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-# Family modules register their variants on import. Add a family here and nowhere else.
+# Family modules register their builders on import. Add a family here and in models/variants.py.
 FAMILIES = ("hardnet", "hrnet", "hlg", "hlg_zoo")
 
 
 @dataclasses.dataclass(frozen=True)
-class VariantInfo:
-    """What a user needs to know about a variant besides its weights."""
+class VariantInfo(variants.Variant):
+    """A row of models/variants.py (the metadata both environments share) plus its builder."""
 
-    name: str
-    family: str
-    builder: Callable[..., nnx.Module]
-    num_params: int  # exact parameter count (params only, no BatchNorm statistics) at 1000 classes
-    top1: float | None  # published ImageNet-1k top-1, percent
-    reference: str  # independent implementation the logits are checked against
-    input_size: int = 224
-    crop_pct: float = 0.875
-    interpolation: str = "bilinear"
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    default_num_classes: int = 1000
-    test_input_size: int = 64  # smallest cheap input for the contract test
-    # Input sizes the model accepts: "any" or "fixed" (windowed transformers need input_size).
-    input_sizes: str = "any"
+    builder: Callable[..., nnx.Module] | None = None
 
 
 _REGISTRY: dict[str, VariantInfo] = {}
 _loaded = False
 
 
-def register(info: VariantInfo) -> VariantInfo:
-    if info.name in _REGISTRY:
-        raise ValueError(f"model {info.name!r} registered twice")
-    _REGISTRY[info.name] = info
-    return info
+def register(name: str, builder: Callable[..., nnx.Module]) -> VariantInfo:
+    """Attaches the Flax builder to `name`'s row of models/variants.py."""
+    if name in _REGISTRY:
+        raise ValueError(f"model {name!r} registered twice")
+    row = variants.get(name)
+    fields = {f.name: getattr(row, f.name) for f in dataclasses.fields(variants.Variant)}
+    _REGISTRY[name] = VariantInfo(**fields, builder=builder)
+    return _REGISTRY[name]
 
 
 def _load_families() -> None:
@@ -101,7 +88,6 @@ def create(
 
     model = _init_compiled(build, key, weights, context=name)
     model.variant = name  # read by weights.save and the checkpoint guard
-    model.num_classes = num_classes
     model.eval()
     return model
 

@@ -1,8 +1,8 @@
 """Canonical weights: a model's params and BatchNorm statistics as {"dotted.path.leaf": array}.
 
-This is the one interchange format of the project (DESIGN.md section 3): Flax layouts (conv HWIO,
-dense [in, out]), stored as safetensors with the model name and class count in the metadata.
-Every load is strict and names the keys that do not fit.
+This is the one interchange format of the project: Flax layouts (conv HWIO, dense [in, out]),
+stored as safetensors with the model name and class count in the metadata (models/canonical.py,
+shared with the MindSpore side). Every load is strict and names the keys that do not fit.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from collections.abc import Mapping
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from safetensors import safe_open
-from safetensors.numpy import load_file, save_file
+
+from models import canonical
 
 # Re-exported: the check is framework-free so that ascend_port (no jax) shares it.
 from models.weights_check import WeightsMismatchError, check_compatible  # noqa: F401
 
-FORMAT = "hhl-canonical-v1"
+FORMAT = canonical.FORMAT
 _COLLECTIONS = (nnx.Param, nnx.BatchStat)
 
 
@@ -52,21 +52,10 @@ def load(model: nnx.Module, flat: Mapping[str, np.ndarray], *, context: str = ""
 
 def save(model: nnx.Module, path: str | os.PathLike, **metadata: str | int) -> None:
     """Writes the canonical weights as safetensors; model name and class count go in metadata."""
-    meta = {"format": FORMAT}
-    if getattr(model, "variant", None):
-        meta["model"] = model.variant
-    if getattr(model, "num_classes", None):
-        meta["num_classes"] = str(model.num_classes)
-    meta.update({k: str(v) for k, v in metadata.items()})
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    save_file(flatten(model), os.fspath(path), metadata=meta)
+    canonical.write(
+        flatten(model), path, model=getattr(model, "variant", None),
+        num_classes=getattr(model, "num_classes", None), **metadata,
+    )
 
 
-def read(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Reads a canonical safetensors file: (flat weights, metadata)."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"weights file not found: {path}")
-    with safe_open(path, framework="numpy") as f:
-        metadata = dict(f.metadata() or {})
-    return load_file(path), metadata
+read = canonical.read  # (flat weights, metadata) of a canonical file

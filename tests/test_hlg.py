@@ -1,8 +1,9 @@
-"""HLG invariants (official models/hlg.py and the zoo's models/hlg_zoo.py), shared/specs/hlg.md.
+"""HLG invariants (official models/hlg.py and the zoo's models/hlg_zoo.py).
 
 Shapes, gradients and parameter counts of every variant are in test_models.py. Logit parity with
-the (rebuilt) official PyTorch code and the MindSpore zoo cell needs code that is not in this
-repository; it was checked by hand (see the issue note).
+the official PyTorch code needs a repaired copy of that file (it does not build as released),
+which is not in this repository; it was checked by hand. The MindSpore cells are compared with
+these models in test_ascend_port.py.
 """
 
 from __future__ import annotations
@@ -206,3 +207,35 @@ def test_zoo_with_another_class_count():
     out = jax.eval_shape(lambda s, x: nnx.merge(graphdef, s)(x), state,
                          jax.ShapeDtypeStruct((2, 224, 224, 3), jnp.float32))
     assert out.shape == (2, 10) and out.dtype == jnp.float32
+
+
+@pytest.mark.parametrize("dilated", [False, True])
+def test_dwconv_window_tokens_follow_the_official_h0_conv(dilated):
+    """hlg_tiny_dwconv: each window's global token is the official
+    `h0_conv(h1_x.transpose(1, 2).reshape(N, C, 7, 7))` (depthwise 7x7, stride 7, bias),
+    computed here with torch on the windows our block forms, from the same weights."""
+    import torch
+
+    block = hlg.HLGBlock(16, 16, 2, down_sample=False, dilated=dilated, global_only=False,
+                         drop_path=0.0, window_tokens="dwconv", dtype=jnp.float32,
+                         rngs=nnx.Rngs(0))
+    block.eval()
+    s = jax.random.normal(jax.random.key(3), (2, 14, 14, 16))
+    win_map, _, _, g = nnx.jit(lambda b, s: b.local(s))(block, s)
+    win = np.asarray(hlg.window_partition(win_map, dilated))  # (N, 49, C), N = 2 * 4
+    weight = layout.from_flax_layout(np.asarray(block.h0_conv.kernel[...]))  # (C, 1, 7, 7)
+    x = torch.from_numpy(win).transpose(1, 2).reshape(win.shape[0], 16, 7, 7)
+    tokens = torch.nn.functional.conv2d(x, torch.from_numpy(weight),
+                                        torch.from_numpy(np.asarray(block.h0_conv.bias[...])),
+                                        stride=7, groups=16).reshape(2, 4, 16)
+    expected = nnx.jit(lambda b, t: b.h0_norm(t))(block, jnp.asarray(tokens.numpy()))
+    np.testing.assert_allclose(np.asarray(g), np.asarray(expected), atol=1e-5, rtol=1e-5)
+    assert weight.shape == (16, 1, 7, 7)
+
+
+def test_dwconv_variant_adds_only_h0_conv():
+    tiny, dw = weights.shapes(_abstract("hlg_tiny")), weights.shapes(_abstract("hlg_tiny_dwconv"))
+    extra = sorted(set(dw) - set(tiny))
+    assert set(tiny) <= set(dw) and all(k.split(".")[2] == "h0_conv" for k in extra)
+    # stages 1-3 (2 + 2 + 6 blocks) each hold one depthwise 7x7 conv with bias
+    assert len(extra) == 2 * 10 and registry.count_params(_abstract("hlg_tiny_dwconv")) == 11_131_824

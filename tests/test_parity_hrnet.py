@@ -126,7 +126,7 @@ def test_odd_size_runs() -> None:
     logits = _our_logits(graphdef, state, images)
     assert logits.shape == (2, 7) and logits.dtype == np.float32
     assert np.isfinite(logits).all()
-    features = nnx.merge(graphdef, state).forward_features(jnp.zeros((1, 200, 230, 3)))
+    features = nnx.merge(graphdef, state).feature_map(jnp.zeros((1, 200, 230, 3)))
     assert features.shape == (1, 7, 8, 2048)  # ceil(200 / 32), ceil(230 / 32)
 
 

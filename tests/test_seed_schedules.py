@@ -2,8 +2,8 @@
 
 The three MindSpore model-zoo recipes (mindspore-ai/models research/cv) build a per-step lr array
 for the steps per epoch of one device at 8 devices (the global batch is 8 x the per-device one).
-Their generators are rewritten here from the zoo's code, independently of train_lib/optim.py and
-ascend_port/schedule.py, and both sides must give the same lr at the seed's global batch; at
+Their generators are rewritten here from the zoo's code, independently of train_lib/lr_schedule.py
+(which both sides use: optax through train_lib/optim.py, MindSpore as a numpy array), and both must give the same lr at the seed's global batch; at
 another batch the lr per image at the same point of training must stay the seed's.
 """
 
@@ -14,8 +14,8 @@ import math
 import numpy as np
 import pytest
 
-from ascend_port import schedule as ms_schedule
 from configs import hardnet85, hlg_mobile_zoo, hrnet_w48
+from train_lib import lr_schedule as ms_schedule
 from train_lib import optim
 
 IMAGENET_TRAIN = 1_281_167

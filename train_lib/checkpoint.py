@@ -18,6 +18,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from models import compat
 from train_lib.errors import UserError
 
 
@@ -83,13 +84,7 @@ class Checkpointer:
 
     def close(self) -> None:
         """Waits for async saves to commit; errors are raised, never swallowed."""
-        # orbax 0.12.8 starts the temp-dir cleanup in a thread when the manager opens, and only
-        # save() waits for it (close() does not): a process that exits without saving (eval,
-        # export, a refused workdir) while it runs prints "cannot schedule new futures after
-        # shutdown". No public call waits for it; releases without the method skip this.
-        await_cleanup = getattr(self.manager, "_maybe_await_cleanup_tmp_directory", None)
-        if await_cleanup is not None:
-            await_cleanup()
+        compat.await_orbax_tmp_cleanup(self.manager)  # else an exit without a save can warn
         self.manager.wait_until_finished()
         self.manager.close()
 

@@ -9,67 +9,21 @@ import jax.numpy as jnp
 import optax
 from ml_collections import ConfigDict
 
+from train_lib import lr_schedule
 from train_lib.config_checks import OPTIMIZERS, SCHEDULES
 from train_lib.errors import UserError
 
 
-def lr_scale(config: ConfigDict) -> float:
-    """Learning rates are written for schedule.reference_batch_size and scale linearly."""
-    return config.train.batch_size / config.schedule.reference_batch_size
-
-
 def create_schedule(config: ConfigDict, steps_per_epoch: int, total_steps: int) -> optax.Schedule:
-    """Linear warmup lr_init -> lr_max, then cosine / linear to lr_end, or x decay_factor steps,
-    or the zoo's linear-times-cosine; schedule.first_step shifts the count (see configs/base.py)."""
-    s = config.schedule
-    if s.name not in SCHEDULES:
-        raise UserError(f"schedule.name={s.name!r}; choose one of {', '.join(SCHEDULES)}")
-    scale = lr_scale(config)
-    lr_init, lr_max, lr_end = s.lr_init * scale, s.lr_max * scale, s.lr_end * scale
-    warmup = min(int(round(s.warmup_epochs * steps_per_epoch)), total_steps)
-    rest = max(total_steps - warmup, 1)
-    first = int(s.first_step)
-    if s.name == "zoo_cosine":
-        return _zoo_cosine(lr_init, lr_max, lr_end, warmup, total_steps, first)
-    if s.name == "cosine":
-        main = optax.cosine_decay_schedule(lr_max, rest, alpha=lr_end / lr_max if lr_max else 0.0)
-    elif s.name == "linear":
-        main = _linear(lr_max, lr_end, rest)
-    else:
-        boundaries = {
-            int(e * steps_per_epoch) - warmup: s.decay_factor
-            for e in s.boundaries_epochs
-            if int(e * steps_per_epoch) > warmup
-        }
-        main = optax.piecewise_constant_schedule(lr_max, boundaries)
-    if warmup:
-        main = optax.join_schedules([_linear(lr_init, lr_max, warmup), main], [warmup])
-    return main if not first else (lambda count: main(count + first))
-
-
-def _linear(start: float, end: float, steps: int) -> optax.Schedule:
-    """optax.linear_schedule, written from the near end: its float32 1 - count / steps loses
-    ~1e-3 relative to the zoo's float64 lr at the first warmup steps and the last decay steps."""
+    """train_lib.lr_schedule (shared with the MindSpore side) as an optax schedule."""
+    if config.schedule.name not in SCHEDULES:
+        raise UserError(f"schedule.name={config.schedule.name!r}; choose one of {', '.join(SCHEDULES)}")
 
     def schedule(count):
-        i = jnp.clip(jnp.asarray(count, jnp.float32), 0, steps)
-        return jnp.where(i * 2 < steps, start + (end - start) * (i / steps),
-                         end + (start - end) * ((steps - i) / steps))
-
-    return schedule
-
-
-def _zoo_cosine(lr_init: float, lr_max: float, lr_end: float, warmup: int, total: int,
-                first: int) -> optax.Schedule:
-    """research/cv/hardnet src/lr_scheduler.py get_lr(lr_decay_mode='cosine'), its 0.00001 floor
-    times lr_max being lr_end here."""
-    decay = max(total - warmup, 1)
-
-    def schedule(count):
-        i = jnp.asarray(count, jnp.float32)
-        ramp = lr_init + (lr_max - lr_init) * (i + first) / max(warmup, 1)
-        cos = 0.5 * (1.0 + jnp.cos(jnp.pi * 0.94 * i / decay))
-        return jnp.where(i < warmup, ramp, lr_max * (total - i) / decay * cos + lr_end)
+        return lr_schedule.learning_rate(
+            count, config, steps_per_epoch=steps_per_epoch, total_steps=total_steps,
+            global_batch=config.train.batch_size, xp=jnp,
+        )
 
     return schedule
 

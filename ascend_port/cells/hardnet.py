@@ -75,7 +75,7 @@ class HarDBlock(nn.Cell):
         return ops.concat([outs[k] for k in self.outputs], 1)
 
 
-class HarDNet(nn.Cell):
+class HarDNet(layers.Classifier):
     """The official `base` list: stem, per stage block [, dropout], transition [, down], head."""
 
     def __init__(
@@ -99,22 +99,34 @@ class HarDNet(nn.Cell):
             ch = cfg.ch_list[i]
             if cfg.downsample[i]:
                 base.append(DWConvLayer(ch, stride=2) if cfg.depthwise else layers.max_pool(2, 2))
-        # A SequentialCell keeps the Flax nnx.List names (`base.<head>.3.weight`) and is callable.
-        head = nn.SequentialCell(
+        # The head's slots keep the Flax nnx.List names (`base.<head>.3.weight`).
+        self.num_classes, self.num_features, self.head_index = num_classes, ch, len(base)
+        head = nn.CellList(
             [
                 layers.GlobalAvgPool(),
                 nn.Flatten(),
                 layers.dropout(drop_rate),
-                layers.dense(ch, num_classes),
+                self._new_head(num_classes),
             ]
         )
         base.append(head)
         self.base = nn.CellList(base)
 
-    def construct(self, x):
-        for layer in self.base:
-            x = layer(x)
-        return x.astype(ms.float32)
+    def _new_head(self, num_classes: int) -> nn.Cell:
+        return layers.dense(self.num_features, num_classes)
+
+    def _set_head(self, head: nn.Cell) -> None:
+        self.base[self.head_index][3] = head
+
+    def forward_features(self, x):
+        for i in range(self.head_index):
+            x = self.base[i](x)
+        head = self.base[self.head_index]
+        return head[1](head[0](x))
+
+    def forward_head(self, features):
+        head = self.base[self.head_index]
+        return head[3](head[2](features)).astype(ms.float32)
 
 
 def build(name: str, *, num_classes: int = 1000, drop_rate: float | None = None) -> HarDNet:

@@ -4,7 +4,7 @@ Tables and the position-bias offsets come from models/hlg_arch.py, shared with t
 so a parameter such as `block1.0.pos_global.pos1.0.gamma` is the canonical
 `block1.0.pos_global.pos1.0.scale` up to the generic leaf rename of ascend_port.bridge.
 
-Numerics as the official PyTorch code (shared/specs/hlg.md section 3): exact-erf GELU,
+Numerics as the official PyTorch code: exact-erf GELU,
 LayerNorm eps 1e-6 (1e-5 inside the DynamicPosBias MLP), BN momentum 0.9 / eps 1e-5, symmetric
 padding, softmax in float32. Convs and BN run on NCHW maps; the token parts (LayerNorm, Dense,
 windows, attention) run on NHWC maps in raster order exactly like the Flax code, so the residual
@@ -226,9 +226,11 @@ class HLGBlock(nn.Cell):
         dilated: bool,
         global_only: bool,
         drop_path: float,
+        window_tokens: str = "mean",
     ):
         super().__init__()
         self.heads, self.dilated, self.global_only = heads, dilated, global_only
+        self.dwconv_tokens = window_tokens == "dwconv" and not global_only
         self.scale = (dim // heads) ** -0.5
         if not global_only:
             self.aux_q = conv(dim, dim, 3, groups=dim)
@@ -236,6 +238,11 @@ class HLGBlock(nn.Cell):
             self.h0_norm = layer_norm(dim)
             self.pos_local = DynamicPosBias(dim, heads)
             self.spatial_smooth = nn.CellList([smoothing(dim)])
+            if window_tokens == "dwconv":  # depthwise 7x7 stride 7, no padding
+                self.h0_conv = layers.conv2d(
+                    dim, dim, WINDOW, stride=WINDOW, groups=dim, bias=True, padding=0,
+                    weight_init=layers.TORCH_DEFAULT, bias_init=layers.torch_bias(WINDOW * WINDOW),
+                )
         self.down_proj = InnerPatchEmbed(cin, dim, down_sample)
         self.q = dense(dim, dim)
         self.k = dense(dim, dim)
@@ -276,7 +283,12 @@ class HLGBlock(nn.Cell):
         bias = self.pos_local.bias(grid_offsets(WINDOW), WINDOW**2, WINDOW**2)
         loc = attention(q, q, v, self.heads, bias, self.scale)  # k = q, no output projection
         win = win + loc
-        g = self.h0_norm(ops.reshape(ops.mean(win, 1), (b, -1, c)))
+        if self.dwconv_tokens:  # token a * 7 + b is pixel (a, b) of its window
+            n = win.shape[0]
+            g = self.h0_conv(ops.reshape(ops.transpose(win, (0, 2, 1)), (n, c, WINDOW, WINDOW)))
+        else:
+            g = ops.mean(win, 1)
+        g = self.h0_norm(ops.reshape(g, (b, -1, c)))
         return (
             window_unpartition(win, h, w, self.dilated),
             window_unpartition(q, h, w, self.dilated),
@@ -285,7 +297,7 @@ class HLGBlock(nn.Cell):
         )
 
 
-class HLG(nn.Cell):
+class HLG(layers.Classifier):
     """Conv stem (s0_conv), four stages (block1..block4), LayerNorm, mean over tokens, head."""
 
     def __init__(
@@ -316,16 +328,27 @@ class HLG(nn.Cell):
                     dilated=i % 2 == 1,
                     global_only=stage == 3,
                     drop_path=dpr[cur + i],
+                    window_tokens=cfg.window_tokens,
                 )
                 for i in range(depth)
             ]
             setattr(self, f"block{stage + 1}", nn.SequentialCell(blocks))
             cin, cur = dim, cur + depth
         self.norm = layer_norm(cfg.dims[-1])
-        self.head = dense(cfg.dims[-1], num_classes)
+        self.num_classes, self.num_features = num_classes, cfg.dims[-1]
+        self.head = self._new_head(num_classes)
 
-    def construct(self, x):
-        """NCHW images (B, 3, 224, 224) -> float32 logits (B, num_classes)."""
+    def _new_head(self, num_classes: int) -> nn.Cell:
+        return dense(self.num_features, num_classes)
+
+    def _set_head(self, head: nn.Cell) -> None:
+        self.head = head
+
+    def forward_head(self, features):
+        return self.head(features).astype(ms.float32)
+
+    def forward_features(self, x):
+        """NCHW images (B, 3, 224, 224) -> pooled (B, num_features)."""
         if x.shape[1] != 3 or x.shape[2] != INPUT_SIZE or x.shape[3] != INPUT_SIZE:
             raise ValueError("HLG takes (B, 3, 224, 224) images only (its position biases are "
                              "built for that size)")
@@ -337,8 +360,7 @@ class HLG(nn.Cell):
         x = self.block3(x)
         x = self.block4(x)
         x = self.norm(x)
-        x = ops.mean(x.astype(ms.float32), (1, 2)).astype(x.dtype)
-        return self.head(x).astype(ms.float32)
+        return ops.mean(x.astype(ms.float32), (1, 2)).astype(x.dtype)
 
 
 def build(

@@ -174,7 +174,7 @@ class Transformer(nn.Cell):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
-class HLGZoo(nn.Cell):
+class HLGZoo(layers.Classifier):
     """patch_embed1..4, pos_embed1..4, cls, block{s}_{0,1}, norm, head (the zoo's `HLG` cell)."""
 
     def __init__(self, *, num_classes: int = ZOO_NUM_CLASSES, drop_path_rate: float | None = None):
@@ -212,7 +212,17 @@ class HLGZoo(nn.Cell):
         # The zoo names this parameter 'cls' (attribute cls_token); so do the Flax model and we.
         self.cls = Parameter(init.initializer(normal, (1, 1, ZOO_D_MODEL[-1])), name="cls")
         self.norm = layer_norm(ZOO_D_MODEL[-1])
-        self.head = dense(ZOO_D_MODEL[-1], num_classes)
+        self.num_classes, self.num_features = num_classes, ZOO_D_MODEL[-1]
+        self.head = self._new_head(num_classes)
+
+    def _new_head(self, num_classes: int) -> nn.Cell:
+        return dense(self.num_features, num_classes)
+
+    def _set_head(self, head: nn.Cell) -> None:
+        self.head = head
+
+    def forward_head(self, features):
+        return self.head(features).astype(ms.float32)
 
     def _stage(self, x, pos_embed, block0, block1, cls=None):
         """NCHW patch-embedded map -> tokens (+ cls) + position embedding -> two blocks."""
@@ -223,8 +233,8 @@ class HLGZoo(nn.Cell):
         t = t + pos_embed.astype(t.dtype)
         return block1(block0(t))
 
-    def construct(self, x):
-        """NCHW images (B, 3, 224, 224) -> float32 logits (B, num_classes)."""
+    def forward_features(self, x):
+        """NCHW images (B, 3, 224, 224) -> (B, num_features): the normalised cls token."""
         if x.shape[1] != 3 or x.shape[2] != ZOO_INPUT_SIZE or x.shape[3] != ZOO_INPUT_SIZE:
             raise ValueError("hlg_mobile_zoo takes (B, 3, 224, 224) images only (its position "
                              "embeddings have fixed lengths)")
@@ -240,8 +250,7 @@ class HLGZoo(nn.Cell):
             x = ops.reshape(ops.transpose(t, (0, 2, 1)), (b, c, h, w))
         x = self.patch_embed4(x)
         t = self._stage(x, self.pos_embed4, self.block4_0, self.block4_1, self.cls)
-        t = self.norm(t)
-        return self.head(t[:, 0]).astype(ms.float32)
+        return self.norm(t)[:, 0]
 
 
 def build(

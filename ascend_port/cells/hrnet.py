@@ -204,7 +204,7 @@ def _make_transition(prev: tuple[int, ...], cur: tuple[int, ...]) -> nn.CellList
     return nn.CellList(out)
 
 
-class HRNet(nn.Cell):
+class HRNet(layers.Classifier):
     """Stem (two stride-2 convs) -> layer1 -> 3 x (transition, stage) -> classification head."""
 
     def __init__(
@@ -249,9 +249,8 @@ class HRNet(nn.Cell):
         )
         self.final_layer = _conv_bn(head[3], NUM_FEATURES, 1, bias=True, relu=True)
         self.global_pool = layers.GlobalAvgPool()
-        self.classifier = layers.dense(
-            NUM_FEATURES, num_classes, bias_init=layers.torch_bias(NUM_FEATURES)
-        )
+        self.num_classes, self.num_features = num_classes, NUM_FEATURES
+        self.classifier = self._new_head(num_classes)
         self.head_drop = layers.dropout(drop_rate or 0.0)
 
     @staticmethod
@@ -262,7 +261,13 @@ class HRNet(nn.Cell):
             for i in range(len(transition))
         ]
 
-    def forward_features(self, x):
+    def _new_head(self, num_classes: int) -> nn.Cell:
+        return layers.dense(NUM_FEATURES, num_classes, bias_init=layers.torch_bias(NUM_FEATURES))
+
+    def _set_head(self, head: nn.Cell) -> None:
+        self.classifier = head
+
+    def feature_map(self, x):
         """(B, 3, H, W) -> (B, 2048, ceil(H/32), ceil(W/32)), before pooling."""
         x = self.relu(self.bn1(self.conv1(x)))
         x = self.relu(self.bn2(self.conv2(x)))
@@ -275,10 +280,12 @@ class HRNet(nn.Cell):
             y = self.incre_modules[b](xs[b]) + self.downsamp_modules[b - 1](y)
         return self.final_layer(y)
 
-    def construct(self, x):
-        """NCHW images -> float32 logits (B, num_classes)."""
-        x = self.global_pool(self.forward_features(x))
-        return self.classifier(self.head_drop(x)).astype(ms.float32)
+    def forward_features(self, x):
+        """(B, 3, H, W) -> pooled (B, 2048)."""
+        return self.global_pool(self.feature_map(x))
+
+    def forward_head(self, features):
+        return self.classifier(self.head_drop(features)).astype(ms.float32)
 
 
 def build(name: str, *, num_classes: int = 1000, drop_rate: float | None = None) -> HRNet:

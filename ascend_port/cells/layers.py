@@ -1,6 +1,6 @@
 """Building blocks with every MindSpore default that differs from Flax spelled out.
 
-MindSpore 2.10 defaults that would silently break parity (shared/notes/mindspore_probe.md):
+MindSpore 2.10 defaults that would silently break parity (each measured against Flax):
 Conv2d pad_mode='same' and has_bias=False, BatchNorm momentum, LayerNorm epsilon 1e-7, GELU tanh,
 MaxPool2d 'valid'. Each builder here passes all of them explicitly, matching models/layers.py.
 """
@@ -150,3 +150,31 @@ def layer_norm(features: int, *, eps: float = 1e-6) -> nn.LayerNorm:
     """LayerNorm over the last axis with Flax's epsilon (MindSpore's default is 1e-7);
     parameters gamma/beta map to canonical scale/bias through the bridge."""
     return nn.LayerNorm((features,), begin_norm_axis=-1, begin_params_axis=-1, epsilon=eps)
+
+
+class Classifier(nn.Cell):
+    """timm's interface, as on the Flax models (models.layers.Classifier): `forward_features(x)`
+    (NCHW images -> pooled (B, num_features)), `forward_head(features)` (-> float32 logits),
+    `reset_classifier(num_classes)` (a fresh head initialised as the family does), `num_classes`,
+    `num_features`. Subclasses provide the two forwards and `_new_head` / `_set_head`."""
+
+    num_classes: int
+    num_features: int
+
+    def construct(self, x):
+        return self.forward_head(self.forward_features(x))
+
+    def _new_head(self, num_classes: int) -> nn.Cell:
+        raise NotImplementedError
+
+    def _set_head(self, head: nn.Cell) -> None:
+        raise NotImplementedError
+
+    def reset_classifier(self, num_classes: int) -> None:
+        head = self._new_head(num_classes)
+        self._set_head(head)
+        fresh = {id(p) for p in head.get_parameters()}
+        for name, param in self.parameters_and_names():  # the names a new build would have
+            if id(param) in fresh:
+                param.name = name
+        self.num_classes = num_classes

@@ -22,9 +22,10 @@ import mindspore as ms
 import numpy as np
 
 import ascend_port
-from ascend_port import canonical, ckpt_file, convert, optim, zoo
+from ascend_port import ckpt_file, compat, convert, optim, zoo
 from ascend_port import export as ms_export
 from ascend_port import weights as msw
+from models import canonical
 from models.weights_check import WeightsMismatchError
 from tests.ascend_side import zoo_names
 
@@ -54,7 +55,30 @@ def parity(d: str, name: str, inputs, keys: list[str], num_classes: int) -> dict
             "max_abs_logit": float(np.abs(ref).max()),
             "argmax_equal": bool((logits.argmax(1) == ref.argmax(1)).all()),
         }
+    out["interface"] = interface(cell, x, logits, num_classes)
     return out
+
+
+def interface(cell, x, logits: np.ndarray, num_classes: int) -> dict:
+    """timm's interface on the cell: head(features) == cell(x); reset_classifier swaps only the
+    head, under the names a fresh build has."""
+    features = cell.forward_features(x)
+    via_head = cell.forward_head(features).asnumpy()
+    before = {p.name: (tuple(p.shape), p.asnumpy()) for p in cell.get_parameters()}
+    cell.reset_classifier(num_classes + 3)
+    after = {p.name: (tuple(p.shape), p.asnumpy()) for p in cell.get_parameters()}
+    changed = sorted(k for k in after if before.get(k, (None,))[0] != after[k][0])
+    kept_equal = all(np.array_equal(after[k][1], before[k][1]) for k in after if k not in changed)
+    return {
+        "num_classes": [num_classes, cell.num_classes],
+        "features_shape": list(features.shape),
+        "num_features": cell.num_features,
+        "head_equals_call": bool(np.array_equal(via_head, logits)),
+        "same_names_after_reset": sorted(after) == sorted(before),
+        "reset_changed": changed,
+        "reset_kept_backbone": kept_equal,
+        "reset_logits_shape": list(cell.forward_head(features).shape),
+    }
 
 
 def round_trip(d: str, name: str) -> dict:
@@ -216,7 +240,7 @@ def low_memfree(d: str) -> dict:
     return {
         "plain_error": plain_error,
         "loaded_equal": bool(np.array_equal(ours["w"].asnumpy(), expected["w"])),
-        "mem_available": ckpt_file.available_memory(),
+        "mem_available": compat.available_memory(),
     }
 
 
@@ -297,6 +321,7 @@ def main(d: str) -> None:
     _record(results, "low_memfree", lambda: low_memfree(d))
     if manifest.get("preprocess"):
         _record(results, "preprocess", lambda: eval_preprocessing(d, manifest["preprocess"]))
+    results["compat_missing"] = compat.missing()
     results["forbidden_modules"] = sorted(
         m for m in ("jax", "flax", "tensorflow") if m in sys.modules
     )

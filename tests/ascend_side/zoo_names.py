@@ -2,8 +2,7 @@
 
 Independent of ascend_port's rename rules and cells: this walks the zoo's own constructor logic
 (mindspore-ai/models @ eab643f51: research/cv/hardnet/src/HarDNet.py, research/cv/HRNetW48_cls/
-src/cls_hrnet.py + src/config.py, research/cv/hlg/src/hlg.py; shared/specs/hardnet_hrnet.md
-1.5 / 2.6 / 3.2 / 3.3, shared/specs/hlg.md 2 / 4.2), with the zoo's own configuration numbers
+src/cls_hrnet.py + src/config.py, research/cv/hlg/src/hlg.py), with the zoo's own configuration numbers
 written out here, so that converting its output tests those rules. The HRNet and HLG generators
 were compared with the real zoo cells instantiated under MindSpore 2.10 (identical names and
 shapes; docs/ascend.md). numpy only.

@@ -1,7 +1,8 @@
-"""Read and write canonical .safetensors files without jax (the MindSpore environment has none).
+"""The canonical weights file: flat {"dotted.path.leaf": array} in safetensors, plus metadata.
 
-Same file format as models.weights.save/read (checked by the tests): flat canonical weights plus
-metadata `format`, `model`, `num_classes`.
+The one reader and writer of the format, numpy and safetensors only, so that both environments
+use it: models.weights (Flax) and ascend_port (MindSpore, no jax). Metadata keys: `format`,
+`model`, `num_classes`, and whatever a caller adds (e.g. `source`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
-FORMAT = "hhl-canonical-v1"  # = models.weights.FORMAT
+FORMAT = "hhl-canonical-v1"
 
 
 def read(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -34,7 +35,7 @@ def write(
     num_classes: int | None = None,
     **metadata: str | int,
 ) -> None:
-    """Writes canonical weights with the metadata models.weights.read expects."""
+    """Writes canonical weights with `format` and, when given, `model` and `num_classes`."""
     meta = {"format": FORMAT}
     if model:
         meta["model"] = model

@@ -1,0 +1,61 @@
+"""Every private flax / orbax API the JAX side uses, in one place, with the version it was
+written for. tests/test_models.py fails loudly (naming the attribute) when an upgrade removes
+one; on such a release the callers here fall back where they can and say so where they cannot.
+
+- flax.nnx BatchNorm's statistics helpers (`_canonicalize_axes`, `_compute_stats`, `_normalize`)
+  and `Variable._can_update`: models.layers.BatchNorm reuses them for a train-mode update that
+  is cheap to trace with the same numerics as nnx.BatchNorm.
+- orbax CheckpointManager `_maybe_await_cleanup_tmp_directory`: the manager starts its temp-dir
+  cleanup in a thread when it opens and only save() waits for it, so a process that exits
+  without saving printed "cannot schedule new futures after shutdown".
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from flax.nnx import Variable
+from flax.nnx.nn import normalization as _nnx_norm
+
+WRITTEN_FOR = {"flax": "0.12.8", "orbax-checkpoint": "0.12.8"}
+
+# (module, attribute) of each private API used here.
+PRIVATE_APIS = (
+    ("flax.nnx.nn.normalization", "_canonicalize_axes"),
+    ("flax.nnx.nn.normalization", "_compute_stats"),
+    ("flax.nnx.nn.normalization", "_normalize"),
+    ("flax.nnx", "Variable._can_update"),
+    ("orbax.checkpoint", "CheckpointManager._maybe_await_cleanup_tmp_directory"),
+)
+
+
+def missing() -> list[str]:
+    """The private APIs above that the installed versions lack ("module.attr" strings)."""
+    out = []
+    for module, path in PRIVATE_APIS:
+        obj: Any = importlib.import_module(module)
+        for part in path.split("."):
+            if not hasattr(obj, part):
+                out.append(f"{module}.{path}")
+                break
+            obj = getattr(obj, part)
+    return out
+
+
+canonicalize_axes = _nnx_norm._canonicalize_axes
+compute_stats = _nnx_norm._compute_stats
+normalize = _nnx_norm._normalize
+
+
+def can_update(variable: Variable) -> bool:
+    """Whether writes go through to an array ref (nnx.BatchNorm stops gradients only then)."""
+    return variable._can_update
+
+
+def await_orbax_tmp_cleanup(manager: Any) -> None:
+    """Waits for the temp-dir cleanup an orbax CheckpointManager starts when it opens; releases
+    without the method have nothing to wait for."""
+    await_cleanup = getattr(manager, "_maybe_await_cleanup_tmp_directory", None)
+    if await_cleanup is not None:
+        await_cleanup()
