@@ -63,30 +63,20 @@ def resolve_root(data: str) -> str:
     return root
 
 
+def split_dir(root: str, split: str) -> str:
+    path = os.path.join(root, "val" if split == "validation" else split)
+    if not os.path.isdir(path):
+        raise FileNotFoundError(
+            f"split folder {path!r} not found (expected <root>/{split}/<class>/)"
+        )
+    return path
+
+
 def class_indexing(config: ConfigDict, root: str) -> dict[str, int]:
     """{class folder: label} by input_pipeline.folder's rule, the JAX side's: the sorted union
     of the class folders of data.train_split and data.eval_split, hidden folders skipped."""
     names = folder.class_names(root, (config.data.train_split, config.data.eval_split))
     return {c: i for i, c in enumerate(names)}
-
-
-def _listing(config: ConfigDict, root: str, split: str) -> folder.FolderSplit:
-    names = folder.class_names(root, (config.data.train_split, config.data.eval_split))
-    return folder.list_split(root, split, names)
-
-
-def _read_bytes(path: np.ndarray) -> np.ndarray:
-    return np.fromfile(str(path), dtype=np.uint8)
-
-
-def folder_dataset(config: ConfigDict, root: str, split: str, **kwargs) -> msds.Dataset:
-    """Columns image (encoded bytes) and label of `split`, listed by input_pipeline.folder (the
-    JAX side's files, order and labels: image extensions only, class folders read recursively,
-    hidden entries skipped). kwargs go to NumpySlicesDataset (shuffle, num_shards, shard_id)."""
-    listed = _listing(config, root, split)
-    kwargs = {k: v for k, v in kwargs.items() if v is not None}  # None: MindSpore's default
-    ds = msds.NumpySlicesDataset({"image": listed.paths, "label": listed.labels}, **kwargs)
-    return ds.map(operations=_read_bytes, input_columns="image")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,7 +174,9 @@ def _ops(p: Preprocess, train: bool) -> list:
 
 
 def num_train_images(config: ConfigDict, root: str) -> int:
-    return len(_listing(config, root, config.data.train_split).paths)
+    return msds.ImageFolderDataset(
+        split_dir(root, config.data.train_split), class_indexing=class_indexing(config, root)
+    ).get_dataset_size()
 
 
 def train_dataset(
@@ -208,10 +200,9 @@ def train_dataset(
             "shard_id": rank if group_size > 1 else None,
         }
     )
-    ds = folder_dataset(
-        config,
-        root,
-        config.data.train_split,
+    ds = msds.ImageFolderDataset(
+        split_dir(root, config.data.train_split),
+        class_indexing=class_indexing(config, root),
         num_parallel_workers=workers,
         **order,
     )
@@ -226,7 +217,9 @@ def train_dataset(
 
 def eval_dataset(config: ConfigDict, root: str, *, batch_size: int) -> tuple[msds.Dataset, int]:
     """(batched eval split in file order, keeping the last partial batch; number of images)."""
-    ds = folder_dataset(config, root, config.data.eval_split, shuffle=False)
+    ds = msds.ImageFolderDataset(
+        split_dir(root, config.data.eval_split), shuffle=False, class_indexing=class_indexing(config, root)
+    )
     count = ds.get_dataset_size()
     ds = ds.map(operations=_ops(preprocess(config), train=False), input_columns="image")
     ds = ds.map(operations=T.TypeCast(ms.int32), input_columns="label")

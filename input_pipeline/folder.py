@@ -60,10 +60,11 @@ def _class_dirs(directory: str) -> list[str]:
 
 
 def class_names(root: str, splits: tuple[str, ...]) -> tuple[str, ...]:
-    """Sorted union of the class folder names (hidden ones skipped) of `splits`; every split
-    folder must exist. The class -> label rule of both environments."""
+    """Sorted union of the class folder names (hidden ones skipped) of those of `splits` whose
+    folder exists (at least one must). The class -> label rule of both environments."""
+    present = [s for s in splits if os.path.isdir(split_directory(root, s))]
     names: set[str] = set()
-    for split in splits:
+    for split in present or splits[:1]:  # none present: the first one's error names what to do
         names.update(_class_dirs(_require_split_dir(root, split)))
     if not names:
         raise DatasetNotFoundError(

@@ -30,3 +30,16 @@ os.environ.setdefault(
     "JAX_COMPILATION_CACHE_DIR",
     os.path.join(tempfile.gettempdir(), f"hhl-test-xla-cache-{os.getuid()}"),
 )
+
+
+# Fixtures that build every model or train: a test that uses one belongs to the slow tier
+# (`make test-fast` runs `-m "not slow"`). Other slow tests carry @pytest.mark.slow themselves.
+_SLOW_FIXTURES = {"port", "flax_side", "one_device"}
+
+
+def pytest_collection_modifyitems(config, items):
+    import pytest
+
+    for item in items:
+        if _SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

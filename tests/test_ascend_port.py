@@ -461,6 +461,7 @@ def _image_folder(root, classes: int = 3, train: int = 8, val: int = 3) -> int:
     return classes * val
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("ascend_train")
 def test_train_resumes_mid_epoch_lowers_loss_and_eval_reads_its_checkpoint(tmp_path):
     """python -m ascend_port trains 10 steps and stops (train.stop_after_steps), a second run
@@ -542,6 +543,7 @@ canonical.write(weights.canonical_flat(cell), sys.argv[1], model="hardnet39ds", 
 """
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("ascend_train")
 def test_finetune_loads_the_backbone_and_starts_a_fresh_head(tmp_path):
     """10-class weights fine-tuned on a 3-class folder: one log line names the skipped classifier,
@@ -621,6 +623,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.slow
 def test_resumed_run_reads_the_batches_an_uninterrupted_run_reads(tmp_path):
     """The train dataset of a run resumed from step 10 (mid-epoch) yields exactly the batches
     steps 11.. of an uninterrupted run get; each epoch is a new order; ranks read disjoint
@@ -637,6 +640,7 @@ def test_resumed_run_reads_the_batches_an_uninterrupted_run_reads(tmp_path):
     assert sorted(rank0 + rank1) == list(range(12))
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("ascend_digits")
 def test_same_checkpoint_evaluates_the_same_on_digits(tmp_path):
     """main.py trains the demo briefly and exports; ascend_port.convert makes a .ckpt of it;
@@ -781,6 +785,7 @@ def _tree(path) -> dict:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS) + sorted(BAD_CONVERTS))
 def test_user_mistake_is_one_error_line_exit_2_workdir_untouched(bad_files, tmp_path, case):
     module, (args, named) = (

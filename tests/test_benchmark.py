@@ -36,6 +36,7 @@ def _json_lines(stdout: str) -> list[dict]:
     return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
 
 
+@pytest.mark.slow  # main.py subprocess
 @pytest.mark.xdist_group("benchmark")
 def test_benchmark_mode_reports_every_field(tmp_path):
     proc = _main(
@@ -101,6 +102,7 @@ def test_peak_table_and_override():
     assert benchmark.peak_tflops("cpu", "float32", override=2.5) == 2.5
 
 
+@pytest.mark.slow  # main.py subprocess
 @pytest.mark.xdist_group("benchmark")
 def test_analyze_mode_reports_every_field(tmp_path):
     proc = _main(
@@ -160,6 +162,7 @@ def test_hardnet_block_macs_by_hand():
     assert sum(r["cio_bytes"] for r in rows) == 4 * 8 * 8 * sum(i + o for i, o in widths)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["hardnet68", "hardnet39ds", "hrnet_w18_small"])
 def test_macs_agree_with_torch_flop_counter(name):
     """PyTorch's own counter on the reference implementation (pytorchcv / timm). pytorchcv's

@@ -14,6 +14,7 @@ from configs import demo
 from tests.fake_data import add_bad_files, imagenet_wnids, make_fake_ilsvrc, make_folder
 from train_lib import loop
 
+pytestmark = pytest.mark.slow  # main.py trainings in subprocesses
 
 def _short(config, **train):
     config.train.tensorboard = False

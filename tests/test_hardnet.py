@@ -35,6 +35,7 @@ def test_widths_and_block_output_match_the_spec():
     assert [s.in_channels for s in last] == [640, 800, 272, 1072]
 
 
+@pytest.mark.slow  # 224 px parity
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_logits_match_pytorchcv(name):
     """pytorchcv (random init, random BN statistics, eval) vs ours with its converted weights."""

@@ -22,6 +22,13 @@ ALL = models.names()
 REPRESENTATIVES = [n for n in ALL if n not in SAME_CODE_PATHS]
 
 
+def _tiered(names: list[str]) -> list:
+    """Models that only take 224 px inputs (HLG) compile big graphs: the slow tier."""
+    slow = pytest.mark.slow
+    return [pytest.param(n, marks=slow) if models.info(n).test_input_size >= 224 else n
+            for n in names]
+
+
 def _assert_published_count(name: str, model: nnx.Module) -> None:
     """At 1000 classes the parameter count equals the registry's count of our build."""
     assert registry.count_params(model) == models.info(name).num_params
@@ -76,7 +83,7 @@ def test_every_same_code_path_variant_has_a_registered_representative():
         assert models.info(variant).family == models.info(representative).family
 
 
-@pytest.mark.parametrize("name", sorted(SAME_CODE_PATHS))
+@pytest.mark.parametrize("name", _tiered(sorted(SAME_CODE_PATHS)))
 def test_abstract_contract(name):
     """Exact parameter count; eval and train mode trace at the test size to float32 logits of
     the right shape and leave every state shape as it was. (One abstract build serves both: for
@@ -86,11 +93,17 @@ def test_abstract_contract(name):
     _assert_published_count(name, model)
     x = jax.ShapeDtypeStruct((batch, size, size, 3), jnp.float32)
     assert model.num_classes == num_classes
-    features = jax.eval_shape(lambda x: model.forward_features(x), x)
-    assert features.shape == (batch, model.num_features), features
-    assert jax.eval_shape(lambda f: model.forward_head(f), features).shape == (batch, num_classes)
     graphdef, state = nnx.split(model)
     shapes = jax.tree.map(lambda v: (v.shape, v.dtype), state)
+
+    def features_then_head(state, x):
+        m = nnx.merge(graphdef, state)
+        features = m.forward_features(x)
+        return features, m.forward_head(features)
+
+    features, logits = jax.eval_shape(features_then_head, state, x)
+    assert features.shape == (batch, model.num_features), features
+    assert logits.shape == (batch, num_classes) and logits.dtype == jnp.float32
     for train in (False, True):
         model = nnx.merge(graphdef, state)
         model.train() if train else model.eval()
@@ -105,7 +118,7 @@ def test_abstract_contract(name):
         assert jax.tree.map(lambda v: (v.shape, v.dtype), new_state) == shapes
 
 
-@pytest.mark.parametrize("name", REPRESENTATIVES)
+@pytest.mark.parametrize("name", _tiered(REPRESENTATIVES))
 def test_contract(name):
     info = models.info(name)
     size, num_classes, batch = info.test_input_size, 7, 2
@@ -196,25 +209,24 @@ def test_cheap_trace_batchnorm_equals_nnx(dtype) -> None:
         np.testing.assert_allclose(pair[1].var.get_value(), expected, rtol=2e-6)
 
 
-@pytest.mark.parametrize("name", REPRESENTATIVES)
+@pytest.mark.parametrize("name", _tiered(REPRESENTATIVES))
 def test_reset_classifier_gives_a_fresh_head_and_keeps_the_backbone(name):
-    """Only the head changes shape and values; it is initialised as a freshly built model's."""
-    model = registry.abstract(name, num_classes=7)
-    before = models.weights.shapes(model)
+    """Only the head changes shape and values; it is initialised as the built model's head was."""
     model = models.create(name, num_classes=7, rngs=nnx.Rngs(1))
     flat = models.weights.flatten(model)
     model.reset_classifier(5, rngs=nnx.Rngs(2))
     assert model.num_classes == 5
     after = models.weights.flatten(model)
     assert after.keys() == flat.keys()
-    head = sorted(k for k in after if after[k].shape != before[k])
+    head = sorted(k for k in after if after[k].shape != flat[k].shape)
     assert head and all(after[k].shape[-1] == 5 for k in head), head
     for key in after.keys() - set(head):
         np.testing.assert_array_equal(after[key], flat[key], err_msg=key)
-    fresh = models.weights.flatten(models.create(name, num_classes=5, rngs=nnx.Rngs(3)))
     for key in head:  # same initialiser: same spread, zero bias where the family's is zero
-        assert np.std(after[key]) == pytest.approx(np.std(fresh[key]), rel=0.35), key
-        assert (np.abs(after[key]).max() == 0) == (np.abs(fresh[key]).max() == 0), key
+        if after[key].size >= 1000:  # (a 5-element bias says little about its spread)
+            assert np.std(after[key]) == pytest.approx(np.std(flat[key]), rel=0.2), key
+        assert (np.abs(after[key]).max() == 0) == (np.abs(flat[key]).max() == 0), key
     size = models.info(name).test_input_size
-    x = jnp.ones((1, size, size, 3), jnp.float32)
-    assert model(x).shape == (1, 5)
+    graphdef, state = nnx.split(model)
+    x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
+    assert jax.eval_shape(lambda s, x: nnx.merge(graphdef, s)(x), state, x).shape == (1, 5)

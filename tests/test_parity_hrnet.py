@@ -101,6 +101,7 @@ def _our_logits(graphdef, state, images: np.ndarray) -> np.ndarray:
     return np.asarray(compiled(state, x))
 
 
+@pytest.mark.slow  # every HRNet at 224 px against timm
 @pytest.mark.parametrize(("name", "size"), CASES, ids=[f"{n}-{h}x{w}" for n, (h, w) in CASES])
 def test_logits_match_timm(name: str, size: tuple[int, int]) -> None:
     reference, graphdef, state = _pair(name)

@@ -114,6 +114,7 @@ def one_device(tmp_path_factory) -> tuple:
     return workdir, _train(workdir, *SHORT, devices=1)
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("subprocess_training")
 def test_eight_devices_match_one_device(tmp_path, one_device):
     """Same global batch, synced BatchNorm: 8 fake CPU devices give 1 device's params, statistics
@@ -131,6 +132,7 @@ def test_eight_devices_match_one_device(tmp_path, one_device):
     assert np.trace(confusion) == round(eight["result"]["top1"] * 359)
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("subprocess_training")
 def test_pmap_mode_equals_jit_on_one_device_and_runs_on_eight(tmp_path, one_device):
     _, jit = one_device
@@ -145,6 +147,7 @@ def test_pmap_mode_equals_jit_on_one_device_and_runs_on_eight(tmp_path, one_devi
     assert _max_abs_diff(_weights(jit), _weights(pmap8)) > 1e-3
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("subprocess_training")
 def test_resumed_run_ends_where_an_uninterrupted_run_ends(tmp_path):
     steps = ("train.steps=6", "train.batch_size=16", "train.eval_batch_size=40",
@@ -176,6 +179,7 @@ def test_bad_input_is_one_clear_line(tmp_path, args, needles):
     _assert_one_line_error(proc, *needles)
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("subprocess_training")
 def test_workdir_of_another_model_is_refused(one_device):
     workdir, _ = one_device
@@ -186,6 +190,7 @@ def test_workdir_of_another_model_is_refused(one_device):
     assert sorted(p.relative_to(workdir) for p in workdir.rglob("*")) == before  # nothing touched
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("subprocess_training")
 def test_two_processes_train_and_evaluate_together(tmp_path):
     """Multi-host through jax.distributed on localhost (gloo CPU collectives): 2 processes x 2

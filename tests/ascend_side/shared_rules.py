@@ -14,6 +14,7 @@ import json
 import os
 import sys
 
+import mindspore.dataset as msds
 import numpy as np
 
 from ascend_port import data
@@ -21,7 +22,9 @@ from train_lib import lr_schedule
 
 
 def folder_labels(config, root: str, split: str) -> dict:
-    ds = data.folder_dataset(config, root, split, shuffle=False)
+    ds = msds.ImageFolderDataset(
+        data.split_dir(root, split), shuffle=False, class_indexing=data.class_indexing(config, root)
+    )
     labels = sorted(int(r["label"]) for r in ds.create_dict_iterator(output_numpy=True))
     return {"map": data.class_indexing(config, root), "labels": labels}
 
