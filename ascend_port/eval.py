@@ -68,7 +68,7 @@ def run_eval(config: ConfigDict, net, root: str, *, report_to: str = "", **extra
         raise RuntimeError(f"evaluated {seen} images, the split has {expected}")
     result = {"loss": loss / seen, "top1": top1 / seen, "top5": topk / seen, "examples": seen}
     if report_to:
-        indexing = data.class_indexing(root)
+        indexing = data.class_indexing(config, root)
         names = sorted(indexing, key=indexing.get)
         plots.write_eval_report(report_to, result, confusion, names, **extra)
     return result

@@ -700,7 +700,8 @@ head = [{"name": "head.dense.weight", "data": ms.Tensor(np.ones((10, 1024), np.f
         {"name": "head.dense.bias", "data": ms.Tensor(np.ones((10,), np.float32))}]
 ms.save_checkpoint(head, d + "/foreign.ckpt")
 import ascend_port
-from ascend_port import canonical, weights
+from ascend_port import weights
+from models import canonical
 cell = ascend_port.create("hardnet39ds", num_classes=10)  # written without naming its model
 canonical.write(weights.canonical_flat(cell), d + "/unnamed_hardnet39ds.safetensors")
 """

@@ -27,8 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ascend_port import canonical
-from models import torch_import
+from models import canonical, torch_import
 from tests import step_cases, step_parity_jax
 from tests.test_ascend_port import ascend_python
 
