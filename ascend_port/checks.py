@@ -122,8 +122,8 @@ def validate(config: ConfigDict, *, mode: str = "train") -> None:
     _positive("ascend.loss_scale", a.loss_scale)
     unsupported = {
         "train.grad_clip_norm": t.grad_clip_norm is not None,
-        "data.mixup": bool(d.mixup),
-        "data.cutmix": bool(d.cutmix),
+        "train.ema_decay": bool(t.ema_decay),
+        "train.accum_steps": t.accum_steps != 1,
     }
     bad = [k for k, v in unsupported.items() if v]
     if bad:

@@ -25,7 +25,9 @@ from ml_collections import ConfigDict
 from PIL import Image
 
 from ascend_port import augment, registry
+from ascend_port.mixup import BatchMixup
 from input_pipeline import folder
+from recipes import mixup as mixup_rule
 
 _INTERPOLATION = {"bilinear": V.Inter.BILINEAR, "bicubic": V.Inter.BICUBIC}
 _PIL_INTERPOLATION = {V.Inter.BILINEAR: Image.BILINEAR, V.Inter.BICUBIC: Image.BICUBIC}
@@ -212,7 +214,14 @@ def train_dataset(
         num_parallel_workers=workers,
     )
     ds = ds.map(operations=T.TypeCast(ms.int32), input_columns="label")
-    return ds.batch(batch_size, drop_remainder=True)
+    spec = mixup_rule.spec(config)
+    if not spec.enabled:
+        return ds.batch(batch_size, drop_remainder=True)
+    # Mixup / cutmix per batch: labels become soft float32 targets (losses.SoftTargetCrossEntropy).
+    mixer = BatchMixup(spec, config.model.num_classes, config.train.label_smoothing,
+                       seed=config.seed, rank=rank)
+    return ds.batch(batch_size, drop_remainder=True, per_batch_map=mixer,
+                    input_columns=["image", "label"])
 
 
 def eval_dataset(config: ConfigDict, root: str, *, batch_size: int) -> tuple[msds.Dataset, int]:

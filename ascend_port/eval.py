@@ -19,6 +19,7 @@ from ascend_port import data, registry
 from ascend_port import weights as msw
 from ascend_port import workdir as wd
 from ascend_port.errors import UserError
+from recipes import checks as recipe_checks
 from train_lib import plots
 
 
@@ -30,11 +31,12 @@ def data_root(config: ConfigDict) -> str:
     """The ImageFolder root of config.data.source, its classes checked against the model."""
     root = data.resolve_root(config.data.source)
     classes = len(data.class_indexing(config, root))
-    if classes != config.model.num_classes:
-        raise UserError(
-            f"{config.data.source} has {classes} classes but "
-            f"model.num_classes={config.model.num_classes}"
-        )
+    # More logits than classes is the zoo's 1001-on-1000 case (one log line); fewer is an error.
+    error, note = recipe_checks.class_count(config.model.num_classes, classes, config.data.source)
+    if error:
+        raise UserError(error)
+    if note:
+        logging.warning("%s", note)
     return root
 
 

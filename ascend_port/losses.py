@@ -25,3 +25,11 @@ class SmoothedCrossEntropy(nn.Cell):
         logp = ops.log_softmax(logits.astype(ms.float32), -1)
         target = ops.one_hot(labels, self.num_classes, self.on_value, self.off_value)
         return -(target * logp).sum(-1).mean()
+
+
+class SoftTargetCrossEntropy(nn.Cell):
+    """CE against soft targets (mixup / cutmix; smoothing is already in the targets)."""
+
+    def construct(self, logits, targets):
+        logp = ops.log_softmax(logits.astype(ms.float32), -1)
+        return -(targets.astype(ms.float32) * logp).sum(-1).mean()

@@ -17,14 +17,20 @@ import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 from ml_collections import ConfigDict
 
-_NO_DECAY_LEAVES = ("gamma", "beta", "bias")
+from ascend_port import registry
+from recipes import weight_decay as decay_rule
 
 
-def decays(params: list[Parameter], decay_norm_and_bias: bool) -> list[bool]:
-    """Whether each parameter gets weight decay."""
-    if decay_norm_and_bias:
-        return [True] * len(params)
-    return [p.name.rpartition(".")[2] not in _NO_DECAY_LEAVES and len(p.shape) > 1 for p in params]
+def decays(
+    params: list[Parameter], decay_norm_and_bias: bool, family: str | None = None
+) -> list[bool]:
+    """Whether each parameter gets weight decay (recipes.weight_decay, the JAX side's rule)."""
+    return [
+        decay_rule.decayed(
+            p.name, len(p.shape), family=family, decay_norm_and_bias=decay_norm_and_bias
+        )
+        for p in params
+    ]
 
 
 def param_groups(
@@ -33,10 +39,11 @@ def param_groups(
     decay_norm_and_bias: bool,
     lr_of: dict[str, np.ndarray] | None = None,
     lr: np.ndarray | None = None,
+    family: str | None = None,
 ) -> list:
     """MindSpore parameter groups: by weight decay, and, with `lr_of` (per-step learning rates
     of the parameters whose lr differs from `lr`), by learning rate."""
-    flags = decays(params, decay_norm_and_bias)
+    flags = decays(params, decay_norm_and_bias, family)
     groups = []
     for decayed in (True, False):
         members = [p for p, f in zip(params, flags, strict=True) if f == decayed]
@@ -175,6 +182,7 @@ def build(
     (and `lr_of[name]` for the parameters given there: a fine-tuned backbone's)."""
     o = config.optim
     lr_array, lr = lr, Tensor(lr, ms.float32)
+    family = registry.info(config.model.name).family if config.model.name in registry.names() else None
     if o.name == "adamw":
         by_lr = params
         if lr_of:  # group lr; the decay stays per parameter (decay_flags, in `params` order)
@@ -185,14 +193,14 @@ def build(
         return AdamW(
             by_lr,
             lr,
-            decay_flags=decays(params, o.decay_norm_and_bias),
+            decay_flags=decays(params, o.decay_norm_and_bias, family),
             weight_decay=o.weight_decay,
             beta1=o.adam_b1,
             beta2=o.adam_b2,
             eps=o.adam_eps,
             loss_scale=loss_scale,
         )
-    groups = param_groups(params, o.weight_decay, o.decay_norm_and_bias, lr_of, lr_array)
+    groups = param_groups(params, o.weight_decay, o.decay_norm_and_bias, lr_of, lr_array, family)
     if o.name == "sgd" and o.nesterov:
         return NesterovMomentum(
             groups, lr, o.momentum, weight_decay=o.weight_decay, loss_scale=loss_scale

@@ -5,8 +5,8 @@
         [--config.ascend.device_target=CPU] [--config.init_from=w.safetensors] [--distributed]
 
 Batch sizes are global (divided over the data-parallel group); learning rates are scaled by
-batch / schedule.reference_batch_size. fp16 with a fixed loss scale on Ascend/GPU
-(config.ascend.amp_level, config.ascend.loss_scale); CPU always runs float32. Writes
+batch / schedule.reference_batch_size. fp16 with a dynamic (or the seeds' fixed) loss scale on
+Ascend/GPU (config.ascend.amp_level, loss_scale, loss_scale_mode); CPU always runs float32. Writes
 W/config.json, W/metrics.jsonl (train rows every train.log_every_steps, eval rows every
 train.eval_every_epochs and at the end) and W/checkpoints/<model>-s<step>.ckpt (weights +
 optimizer state every train.checkpoint_every_steps and at the end, newest
@@ -24,7 +24,7 @@ import mindspore as ms
 import mindspore.dataset as msds
 import numpy as np
 from absl import logging
-from mindspore.amp import FixedLossScaleManager
+from mindspore.amp import DynamicLossScaleManager, FixedLossScaleManager
 from mindspore.train import Model
 from ml_collections import ConfigDict
 
@@ -43,7 +43,8 @@ from ascend_port import sampler as sampler_lib
 from ascend_port import weights as msw
 from ascend_port import workdir as wd
 from ascend_port.errors import UserError
-from ascend_port.losses import SmoothedCrossEntropy
+from ascend_port.losses import SmoothedCrossEntropy, SoftTargetCrossEntropy
+from recipes import mixup as mixup_rule
 from train_lib import lr_schedule, plots
 
 
@@ -82,6 +83,24 @@ def backbone_lrs(config: ConfigDict, net, lrs: np.ndarray, steps_per_epoch: int)
     return {p.name: backbone for p in net.trainable_params() if p.name not in head}
 
 
+def _loss_scale_manager(config: ConfigDict, loss_scale: float):
+    """fp16 loss scaling: dynamic (the default; starts at ascend.loss_scale, halves and skips the
+    update on overflow, doubles after 2000 finite steps, as the JAX side) or the seeds' fixed
+    scale (ascend.loss_scale_mode='fixed', overflowing updates applied)."""
+    if config.ascend.loss_scale_mode == "fixed":
+        return FixedLossScaleManager(loss_scale, drop_overflow_update=False)
+    return DynamicLossScaleManager(loss_scale, scale_factor=2, scale_window=2000)
+
+
+def _loss(config: ConfigDict):
+    """Soft-target CE when the batches are mixed (smoothing is in the targets), else smoothed CE."""
+    if mixup_rule.spec(config).enabled:
+        return SoftTargetCrossEntropy()
+    return SmoothedCrossEntropy(
+        config.model.num_classes, config.train.label_smoothing, config.train.label_smoothing_mode
+    )
+
+
 def _build_model(
     config: ConfigDict, net, lrs: np.ndarray, padded_len: int, target: str, steps_per_epoch: int
 ) -> Model:
@@ -90,17 +109,14 @@ def _build_model(
     # Sink mode runs whole epochs, so the optimizer may index past total_steps: hold the last lr.
     padded = np.pad(lrs, (0, padded_len - len(lrs)), mode="edge")
     lr_of = backbone_lrs(config, net, padded, steps_per_epoch)
-    optimizer = optim.build(config, net.trainable_params(), padded, loss_scale, lr_of=lr_of)
-    kwargs = {}
-    if amp_level != "O0":
-        kwargs["loss_scale_manager"] = FixedLossScaleManager(loss_scale, drop_overflow_update=False)
+    manager = _loss_scale_manager(config, loss_scale) if amp_level != "O0" else None
+    # A fixed scale is divided out by the optimizer; the dynamic one by the train cell itself.
+    opt_scale = loss_scale if isinstance(manager, FixedLossScaleManager) else 1.0
+    optimizer = optim.build(config, net.trainable_params(), padded, opt_scale, lr_of=lr_of)
+    kwargs = {} if manager is None else {"loss_scale_manager": manager}
     return Model(
         net,
-        loss_fn=SmoothedCrossEntropy(
-            config.model.num_classes,
-            config.train.label_smoothing,
-            config.train.label_smoothing_mode,
-        ),
+        loss_fn=_loss(config),
         optimizer=optimizer,
         amp_level=amp_level,
         **kwargs,

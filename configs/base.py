@@ -12,12 +12,15 @@ from ml_collections import ConfigDict, config_dict
 def get_config() -> ConfigDict:
     c = ConfigDict()
     c.seed = 0  # model init, data order and dropout all derive from it
+    c.export_ema = False  # --mode=export / eval of a workdir: the EMA weights (train.ema_decay)
     c.init_from = ""  # canonical .safetensors to start from (or to evaluate in --mode=eval)
 
     c.model = ConfigDict()
     c.model.name = "hardnet68"  # a name from models.names()
     c.model.num_classes = 1000
-    c.model.dtype = "float32"  # compute dtype: float32 | bfloat16 (params/BN stats stay float32)
+    # compute dtype: float32 | bfloat16 | float16 (params/BN stats stay float32; float16 trains
+    # with dynamic loss scaling, train_lib/loss_scale.py)
+    c.model.dtype = "float32"
     c.model.drop_rate = config_dict.placeholder(float)  # classifier dropout; None = variant default
     c.model.drop_path_rate = config_dict.placeholder(float)  # stochastic depth; None = default
 
@@ -52,12 +55,18 @@ def get_config() -> ConfigDict:
     # Colour jitter strength s (torchvision ColorJitter(s, s, s)); timm ignores it when
     # auto_augment is set, here both apply, so recipes with auto_augment leave it 0.
     c.data.color_jitter = 0.0
-    c.data.mixup = 0.0  # mixup alpha
+    # Mixup / cutmix as timm's Mixup (train batches only; label smoothing applies to the mixed
+    # targets, cutmix lam is corrected to the pasted area). Alpha 0 = off.
+    c.data.mixup = 0.0  # mixup alpha: lam ~ Beta(alpha, alpha)
     c.data.cutmix = 0.0  # cutmix alpha
+    c.data.mixup_prob = 1.0  # probability that a batch / pair / example is mixed at all
+    c.data.mixup_switch_prob = 0.5  # with both alphas set: probability of cutmix over mixup
+    c.data.mixup_mode = "batch"  # batch (one lam per batch) | pair | elem (one per example)
     c.data.random_erase = 0.0  # random erasing probability (timm mode 'pixel', one rectangle)
 
     c.train = ConfigDict()
     c.train.batch_size = 256  # global
+    c.train.accum_steps = 1  # gradient accumulation: batch_size is split into this many micro-batches
     c.train.epochs = 150
     c.train.steps = config_dict.placeholder(int)  # overrides epochs when set
     c.train.stop_after_steps = config_dict.placeholder(int)  # end this run early (time-limited jobs); rerun resumes
@@ -74,6 +83,10 @@ def get_config() -> ConfigDict:
     c.train.eval_batch_size = config_dict.placeholder(int)  # None = train.batch_size
     c.train.freeze_backbone_epochs = 0.0  # fine-tuning: only the classifier learns for the
     # first N epochs (0 = off)
+    # Moving average of the weights (params and BatchNorm statistics), as timm's ModelEmaV3:
+    # checkpointed, evaluated next to the raw weights ('eval_ema' rows), exported with export_ema.
+    c.train.ema_decay = 0.0  # per optimizer step, e.g. 0.99996; 0 = off
+    c.train.ema_warmup = False  # decay min(ema_decay, 1 - (1 + step) ** -2/3) (timm's warmup)
     c.train.tensorboard = True  # TensorBoard events in <workdir>/tensorboard (needs TensorFlow)
 
     c.optim = ConfigDict()
@@ -130,7 +143,8 @@ def get_config() -> ConfigDict:
     c.ascend.dataset_sink = config_dict.placeholder(bool)  # None = on unless CPU; sink mode
     # runs a whole epoch per call, so logs, checkpoints and evals happen at epoch ends only
     c.ascend.amp_level = "O2"  # O0 | O1 | O2 | O3 (CPU always trains in float32)
-    c.ascend.loss_scale = 1024.0  # fixed loss scale under fp16
+    c.ascend.loss_scale = 1024.0  # fp16 loss scale: the fixed value, or the dynamic one's start
+    c.ascend.loss_scale_mode = "dynamic"  # dynamic (DynamicLossScaleManager) | fixed (the seeds')
     c.ascend.export_format = "MINDIR"  # MINDIR | ONNX: --mode=export writes it next to the
     # canonical .safetensors in <workdir>/export/
     c.ascend.export_batch_size = 1  # batch baked into the exported graph (shapes are fixed)

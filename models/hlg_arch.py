@@ -77,3 +77,9 @@ ZOO_MLP_RATIOS = (8, 8, 4, 4)
 ZOO_FEATURE_SIZES = (56, 28, 14, 7)
 ZOO_DROP_PATH_RATE = 0.1  # HLGConfig.body_drop_path_rate
 ZOO_NUM_CLASSES = 1001  # the zoo's class_num
+
+# timm's `no_weight_decay` for both HLG builds: parameters (matched per dotted-name segment) that
+# a transformer recipe leaves undecayed, besides norms and biases. Only the zoo build has them
+# (absolute position embeddings pos_embed1..4 and the cls token); the official build's position
+# encodings are conv/linear layers (pos_global / pos_local) whose kernels are decayed.
+NO_WEIGHT_DECAY = (r"pos_embed\d*", r"cls", r"cls_token")

@@ -49,9 +49,9 @@ class Checkpointer:
         weights, train = _split(state)
         meta = {"model": self.model_name, "num_classes": self.num_classes, "step": int(step)}
         try:
+            items = {k: ocp.args.StandardSave(v) for k, v in _items(weights, train).items()}
             self.manager.save(step, args=ocp.args.Composite(
-                weights=ocp.args.StandardSave(weights), train=ocp.args.StandardSave(train),
-                meta=ocp.args.JsonSave(meta)), force=True)
+                **items, meta=ocp.args.JsonSave(meta)), force=True)
         except Exception as e:  # noqa: BLE001  (orbax wraps tensorstore's errors in ValueError)
             shutil.rmtree(os.path.join(self.directory, f"{step}.orbax-checkpoint-tmp"),
                           ignore_errors=True)  # frees the space of the partial write
@@ -70,17 +70,24 @@ class Checkpointer:
         """Restores the train state onto `target`'s shapes, dtypes and shardings (the current
         mesh, whatever the mesh it was saved from)."""
         self.check_model(step)
-        weights, train = _split(_abstract(target))
+        items = _items(*_split(_abstract(target)))
         restored = self.manager.restore(step, args=ocp.args.Composite(
-            weights=ocp.args.StandardRestore(weights), train=ocp.args.StandardRestore(train)))
-        return {**restored["weights"], **restored["train"]}
+            **{k: ocp.args.StandardRestore(v) for k, v in items.items()}))
+        return {**restored["weights"], **restored["train"],
+                **({"ema": restored["ema"]} if "ema" in items else {})}
 
-    def restore_weights(self, step: int, target: dict[str, Any]) -> dict[str, Any]:
-        """Restores {'params', 'batch_stats'} only (evaluation, export)."""
+    def restore_weights(self, step: int, target: dict[str, Any], *, ema: bool = False
+                        ) -> dict[str, Any]:
+        """Restores {'params', 'batch_stats'} only (evaluation, export); their moving average
+        (train.ema_decay) instead if `ema`."""
         self.check_model(step)
+        item = "ema" if ema else "weights"
+        if item not in self.manager.item_metadata(step):
+            raise UserError(f"the checkpoint of step {step} in {self.directory} holds no EMA "
+                            "weights (train.ema_decay was 0); unset export_ema")
         restored = self.manager.restore(step, args=ocp.args.Composite(
-            weights=ocp.args.StandardRestore(_abstract(target))))
-        return restored["weights"]
+            **{item: ocp.args.StandardRestore(_abstract(target))}))
+        return restored[item]
 
     def close(self) -> None:
         """Waits for async saves to commit; errors are raised, never swallowed."""
@@ -141,6 +148,14 @@ _WEIGHT_ITEMS = ("params", "batch_stats")
 def _split(state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     weights = {k: v for k, v in state.items() if k in _WEIGHT_ITEMS}
     return weights, {k: v for k, v in state.items() if k not in _WEIGHT_ITEMS}
+
+
+def _items(weights: dict[str, Any], train: dict[str, Any]) -> dict[str, Any]:
+    """Checkpoint items: weights, the rest of the train state, and the EMA weights (if on) as
+    their own item, so that export can restore them alone."""
+    train = dict(train)
+    ema = train.pop("ema", None)
+    return {"weights": weights, "train": train, **({"ema": ema} if ema is not None else {})}
 
 
 def _abstract(tree: Any) -> Any:

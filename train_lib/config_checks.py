@@ -16,9 +16,10 @@ from ml_collections import ConfigDict
 
 from input_pipeline import augment_rules
 from input_pipeline.sources import parse_source
+from recipes import checks as recipe_checks
 from train_lib.errors import UserError
 
-DTYPES = ("float32", "bfloat16")
+DTYPES = ("float32", "bfloat16", "float16")
 PARALLEL_MODES = ("jit", "pmap")
 OPTIMIZERS = ("sgd", "rmsprop", "adamw")
 SCHEDULES = ("cosine", "linear", "step", "zoo_cosine")
@@ -133,11 +134,6 @@ def check_data(config: ConfigDict) -> None:
         augment_rules.check(data)
     except ValueError as e:
         raise UserError(str(e)) from None
-    unbuilt = [k for k in ("mixup", "cutmix") if data[k]]
-    if unbuilt:
-        raise UserError(
-            f"data.{', data.'.join(unbuilt)} are not implemented yet; set them to 0 to train without"
-        )
 
 
 def check_train(config: ConfigDict, *, device_count: int, process_count: int) -> None:
@@ -207,4 +203,9 @@ def check(
         check_init_from(config)
     check_data(config)
     check_train(config, device_count=device_count, process_count=process_count)
+    # Recipe fields (mixup/cutmix, EMA, accumulation, loss scale): recipes/checks.py.
+    pmap = config.parallel.mode == "pmap"
+    mixing_batch = config.train.batch_size // (device_count if pmap else 1)
+    if problem := recipe_checks.first_error(config, mixing_batch=mixing_batch, devices=device_count):
+        raise UserError(problem)
     return caps

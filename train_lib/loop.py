@@ -16,13 +16,17 @@ from ml_collections import ConfigDict
 import input_pipeline
 import models
 from models import registry
+from recipes import checks as recipe_checks
+from recipes import mixup as mixup_rule
 from train_lib import checkpoint, config_checks, finite, optim, plots, run_config, steps
+from train_lib import ema as ema_lib
+from train_lib import loss_scale as loss_scale_lib
 from train_lib import mesh as mesh_lib
 from train_lib.errors import UserError
 from train_lib.metrics import MetricWriter, progress_bar
 from train_lib.state import SplitModel, TrainState
 
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
 # --------------------------------------------------------------------------- setup
@@ -73,9 +77,12 @@ def _eval_kwargs(config: ConfigDict) -> dict[str, Any]:
 
 def _dataset_info(config: ConfigDict) -> input_pipeline.DatasetInfo:
     data = input_pipeline.dataset_info(config.data)
-    if data.num_classes != config.model.num_classes:
-        raise UserError(f"{config.data.source} has {data.num_classes} classes but "
-                        f"model.num_classes={config.model.num_classes}")
+    error, note = recipe_checks.class_count(config.model.num_classes, data.num_classes,
+                                            config.data.source)
+    if error:
+        raise UserError(error)
+    if note:
+        logging.warning("%s", note)
     return data
 
 
@@ -143,7 +150,9 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *,
         state = TrainState(
             step=jnp.zeros((), jnp.int32), params=split.initial_params,
             batch_stats=split.initial_stats, opt_state=tx.init(split.initial_params),
-            rng=jax.random.key_data(jax.random.key(config.seed)))
+            rng=jax.random.key_data(jax.random.key(config.seed)),
+            ema=ema_lib.init(split.initial_params, split.initial_stats) if config.train.ema_decay else None,
+            loss_scale=loss_scale_lib.init() if config.model.dtype == "float16" else None)
         state = jax.device_put(state, replicated)
         if start is not None:
             state = TrainState.from_dict(ckpt.restore(start, state.as_dict()))
@@ -153,6 +162,9 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *,
         train_step = steps.make_train_step(
             split, tx, label_smoothing=config.train.label_smoothing, mesh=mesh,
             mode=config.parallel.mode, label_smoothing_mode=config.train.label_smoothing_mode,
+            mixup=mixup_rule.spec(config),
+            ema_decay=config.train.ema_decay, ema_warmup=config.train.ema_warmup,
+            accum_steps=config.train.accum_steps,
             **_preprocessing(config))
         eval_step = steps.make_eval_step(split, **_preprocessing(config))
         batches = input_pipeline.train_batches(
@@ -204,6 +216,12 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *,
                                   data_sharding, data_info.num_eval_examples)
                 _report_eval(workdir, result, data_info.class_names, step=step)
                 writer.write(step, "eval", result)
+                if state.ema is not None:  # train.ema_decay: the average gets its own row
+                    ema_result = run_eval(config, eval_step, state.ema["params"],
+                                          state.ema["batch_stats"], data_sharding,
+                                          data_info.num_eval_examples)
+                    ema_result.pop("confusion", None)  # the report file is the raw weights'
+                    writer.write(step, "eval_ema", ema_result)
                 bar.write(f"step {step}/{num_steps} eval: top1 {result['top1']:.4f} "
                           f"top5 {result['top5']:.4f} loss {result['loss']:.4f} "
                           f"({result['examples']} images)")
@@ -243,7 +261,7 @@ def _latest_weights(config: ConfigDict, workdir: str) -> dict[str, np.ndarray]:
         target = jax.tree.map(
             lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
             {"params": abstract.initial_params, "batch_stats": abstract.initial_stats})
-        restored = ckpt.restore_weights(step, target)
+        restored = ckpt.restore_weights(step, target, ema=config.export_ema)
     finally:
         ckpt.close()
     flat = {k: np.asarray(v) for k, v in {**restored["params"], **restored["batch_stats"]}.items()}

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
-import jax
 import jax.numpy as jnp
 import optax
 from ml_collections import ConfigDict
 
+import models
+from recipes import weight_decay as decay_rule
 from train_lib import lr_schedule
 from train_lib.config_checks import OPTIMIZERS, SCHEDULES
 from train_lib.errors import UserError
@@ -28,16 +30,19 @@ def create_schedule(config: ConfigDict, steps_per_epoch: int, total_steps: int) 
     return schedule
 
 
-def decay_mask(params: dict) -> dict:
-    """Which leaves get weight decay: every kernel (ndim > 1); not norm scales/biases or biases."""
-    return jax.tree.map(lambda p: p.ndim > 1, params)
+def decay_mask(params: dict, family: str | None = None) -> dict:
+    """Which leaves get weight decay (recipes.weight_decay): every kernel (ndim > 1), except the
+    family's no_weight_decay names; never norm scales/biases or biases."""
+    return {name: decay_rule.decayed(name, p.ndim, family=family, decay_norm_and_bias=False)
+            for name, p in params.items()}
 
 
 def create_optimizer(config: ConfigDict, schedule: optax.Schedule) -> optax.GradientTransformation:
     o = config.optim
     if o.name not in OPTIMIZERS:
         raise UserError(f"optim.name={o.name!r}; choose one of {', '.join(OPTIMIZERS)}")
-    mask = None if o.decay_norm_and_bias else decay_mask
+    family = models.info(config.model.name).family if config.model.name in models.names() else None
+    mask = None if o.decay_norm_and_bias else functools.partial(decay_mask, family=family)
     chain = []
     if config.train.grad_clip_norm:
         chain.append(optax.clip_by_global_norm(config.train.grad_clip_norm))

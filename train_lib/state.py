@@ -83,10 +83,14 @@ class TrainState:
     batch_stats: dict[str, jax.Array]
     opt_state: Any
     rng: jax.Array  # raw uint32 key data, so checkpoints hold plain arrays
+    ema: Any = None  # {"params", "batch_stats"} moving average (train_lib.ema); None = off
+    loss_scale: Any = None  # fp16 dynamic loss scale (train_lib.loss_scale); None = off
 
     def as_dict(self) -> dict[str, Any]:
-        return {"step": self.step, "params": self.params, "batch_stats": self.batch_stats,
-                "opt_state": self.opt_state, "rng": self.rng}
+        d = {"step": self.step, "params": self.params, "batch_stats": self.batch_stats,
+             "opt_state": self.opt_state, "rng": self.rng}
+        return d | {k: v for k, v in (("ema", self.ema), ("loss_scale", self.loss_scale))
+                    if v is not None}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainState:
