@@ -7,8 +7,9 @@ Recipe (config/hlg_config.yml, src/): 1001 classes, 8 x 128 images, AdamW lr 1e-
 20-epoch linear warmup from 0, then cosine to 0 (the zoo's cosine ignores lr_min) over 300
 epochs (the zoo counts steps from 1), weight decay 0.05, label smoothing 0.1 on mixup (alpha 0.2)
 targets, random-resized crop from 5% area, AutoAugment ImageNet policy, bilinear. Differences: the zoo decays LN/BN gammas,
-position embeddings and cls (everything but names with 'beta'/'bias'); here norm scales are not
-decayed. It trains in fp16 (AMP O3, loss scale 1024). With mixup the zoo's loss
+position embeddings and cls (everything but names with 'beta'/'bias'); here norm scales,
+position embeddings and cls are not (timm's rule, recipes/weight_decay.py). It trains in fp16
+(AMP O3, fixed loss scale 1024: ascend.loss_scale_mode='fixed' below). With mixup the zoo's loss
 (CrossEntropySmoothMixup) spreads a / (K - 2) over the classes not in the mix.
 """
 
@@ -49,4 +50,8 @@ def get_config() -> ConfigDict:
     c.schedule.lr_init = 0.0
     c.schedule.lr_end = 0.0
     c.schedule.warmup_epochs = 20.0
+    # MindSpore side: Model(amp_level='O3') with FixedLossScaleManager(1024), as the zoo.
+    c.ascend.amp_level = "O3"
+    c.ascend.loss_scale = 1024.0
+    c.ascend.loss_scale_mode = "fixed"
     return c

@@ -46,4 +46,5 @@ def get_config() -> ConfigDict:
     # MindSpore side: the zoo trains with Model(amp_level='O3') and FixedLossScaleManager(1024).
     c.ascend.amp_level = "O3"
     c.ascend.loss_scale = 1024.0
+    c.ascend.loss_scale_mode = "fixed"
     return c
