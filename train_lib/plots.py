@@ -148,7 +148,8 @@ def confusion(
     plt = _pyplot()
     matrix = np.asarray(matrix, np.int64)
     n = matrix.shape[0]
-    names = list(class_names) if class_names is not None else [str(i) for i in range(n)]
+    names = list(class_names) if class_names is not None else []
+    names += [str(i) for i in range(len(names), n)]  # logits past the dataset's classes
     share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     side = min(4.0 + 0.22 * n, 22.0)
     fig, ax = plt.subplots(figsize=(side + 1.5, side), constrained_layout=True)
@@ -194,7 +195,8 @@ def per_class(matrix: np.ndarray, class_names: Sequence[str] | None) -> list[dic
     return [
         {
             "class": i,
-            "name": class_names[i] if class_names is not None else str(i),
+            # model.num_classes may exceed the dataset's classes (the zoo's 1001 logits)
+            "name": class_names[i] if class_names is not None and i < len(class_names) else str(i),
             "count": int(counts[i]),
             "top1": float(correct[i] / counts[i]) if counts[i] else None,
         }
