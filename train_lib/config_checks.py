@@ -35,22 +35,28 @@ class Capabilities:
     fixed_input_size: int | None  # the only image size it runs at (None: any)
 
 
+# The model.* rates each family's builder takes (the variant table does not list options).
+_FAMILY_OPTIONS = {
+    "hardnet": frozenset({"drop_rate"}),
+    "hrnet": frozenset({"drop_rate"}),
+    "hlg": frozenset({"drop_path_rate"}),
+    "hlg_zoo": frozenset({"drop_path_rate"}),
+}
+
+
 @functools.cache
 def _capabilities() -> dict[str, Capabilities]:
-    """Every registered variant, from the architecture tables (the registry's source of names)."""
-    from models import hardnet_arch, hlg_arch, hrnet_arch
+    """Every registered variant, from the framework-free variant table both sides read."""
+    from models import variants
 
-    table = {}
-    for name in hardnet_arch.PUBLISHED:
-        table[name] = Capabilities("hardnet", frozenset({"drop_rate"}), None)
-    for name in hrnet_arch.CONFIGS:
-        table[name] = Capabilities("hrnet", frozenset({"drop_rate"}), None)
-    for name in hlg_arch.CONFIGS:
-        table[name] = Capabilities("hlg", frozenset({"drop_path_rate"}), hlg_arch.INPUT_SIZE)
-    table[hlg_arch.ZOO_NAME] = Capabilities(
-        "hlg_zoo", frozenset({"drop_path_rate"}), hlg_arch.ZOO_INPUT_SIZE
-    )
-    return table
+    return {
+        name: Capabilities(
+            v.family,
+            _FAMILY_OPTIONS[v.family],
+            v.input_size if v.input_sizes == "fixed" else None,
+        )
+        for name, v in ((n, variants.get(n)) for n in variants.names())
+    }
 
 
 def model_names() -> list[str]:
