@@ -17,9 +17,11 @@ import mindspore as ms
 import numpy as np
 from absl import logging
 from mindspore.train.callback import Callback
+from ml_collections import ConfigDict
 
 from ascend_port import workdir as wd
 from ascend_port.errors import UserError
+from train_lib import run_config
 
 
 def due(step: int, last: int, every: int) -> bool:
@@ -130,12 +132,13 @@ class Checkpoints(_GlobalStep):
         keep: int,
         last_step: int,
         meta: dict[str, str],
+        config: ConfigDict | None = None,
         enabled: bool = True,
         step_offset: int = 0,
     ):
         super().__init__(step_offset)
         self.workdir, self.model, self.every, self.keep = workdir, model, every, keep
-        self.last_step, self.meta, self.enabled = last_step, meta, enabled
+        self.last_step, self.meta, self.enabled, self.config = last_step, meta, enabled, config
         self._saved = step_offset
 
     def save(self, network, step: int) -> None:
@@ -153,6 +156,8 @@ class Checkpoints(_GlobalStep):
         os.makedirs(directory, exist_ok=True)
         tmp = os.path.join(directory, f".tmp-{os.path.basename(path)}")
         ms.save_checkpoint(network, tmp, append_dict=dict(self.meta, step_num=int(step)))
+        if self.config is not None and not wd.checkpoints(self.workdir):
+            run_config.store(self.config, directory)  # the config these checkpoints come from
         os.replace(tmp, path)
         self._saved = step
         logging.info("saved %s", path)

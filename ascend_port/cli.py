@@ -43,6 +43,11 @@ flags.DEFINE_enum(
 flags.DEFINE_bool("distributed", False, "Data-parallel over the processes msrun/mpirun started.")
 flags.DEFINE_string("images", None, "--mode=predict: image files and folders, comma-separated.")
 flags.DEFINE_string("predictions_json", "", "--mode=predict: also write the predictions here.")
+flags.DEFINE_bool(
+    "allow_config_change",
+    False,
+    "Resume checkpoints trained with a config that differs in a result-changing key.",
+)
 
 
 def fail(message: str) -> None:
@@ -84,7 +89,12 @@ def _dispatch(mode: str) -> dict:
         if mode == "train":
             from ascend_port import train
 
-            return train.train(config, workdir, distributed=FLAGS.distributed)
+            return train.train(
+                config,
+                workdir,
+                distributed=FLAGS.distributed,
+                allow_config_change=FLAGS.allow_config_change,
+            )
         if mode == "eval":
             from ascend_port import eval as eval_lib
 

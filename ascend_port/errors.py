@@ -3,9 +3,11 @@
 import argparse
 import sys
 
+# One class on both sides: a problem with the user's config, data, weights or workdir (not a
+# bug), printed as one line; train_lib.errors imports nothing.
+from train_lib.errors import UserError
 
-class UserError(Exception):
-    """A problem with the user's config, data, weights or workdir (not a bug): no traceback."""
+__all__ = ["ArgumentParser", "UserError"]
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -45,7 +45,7 @@ from ascend_port import workdir as wd
 from ascend_port.errors import UserError
 from ascend_port.losses import SmoothedCrossEntropy, SoftTargetCrossEntropy
 from recipes import mixup as mixup_rule
-from train_lib import lr_schedule, plots
+from train_lib import lr_schedule, plots, run_config
 
 
 def _resume(model: Model, workdir: str) -> int:
@@ -123,10 +123,19 @@ def _build_model(
     )
 
 
-def train(config: ConfigDict, workdir: str, *, distributed: bool = False) -> dict:
-    """Trains (resuming from the newest checkpoint in `workdir`); returns the last eval."""
+def train(
+    config: ConfigDict,
+    workdir: str,
+    *,
+    distributed: bool = False,
+    allow_config_change: bool = False,
+) -> dict:
+    """Trains (resuming from the newest checkpoint in `workdir`); returns the last eval. A
+    resume with a config that differs in a result-changing key from the one stored next to the
+    checkpoints is refused unless `allow_config_change` (main.py's rule, train_lib.run_config)."""
     name, num_classes = config.model.name, config.model.num_classes
     wd.check(workdir, name, writing=True)
+    run_config.check_resume(config, wd.checkpoint_dir(workdir), allow_change=allow_config_change)
     rank, size = runtime.join_group() if distributed else (0, 1)
     checks.batch_fits(config, size)
     ms.set_seed(config.seed)
@@ -203,6 +212,7 @@ def train(config: ConfigDict, workdir: str, *, distributed: bool = False) -> dic
             keep=config.train.keep_checkpoints,
             last_step=last_step,
             meta={msw.META_MODEL: name, msw.META_NUM_CLASSES: str(num_classes)},
+            config=config,
             enabled=writer,
             step_offset=start,
         ),

@@ -20,6 +20,7 @@ import tempfile
 from ml_collections import ConfigDict
 
 from ascend_port.errors import UserError
+from train_lib import run_config
 
 _CKPT_RE = re.compile(r"^(?P<model>.+)-s(?P<step>\d+)\.ckpt$")
 
@@ -48,14 +49,10 @@ def checkpoints(workdir: str) -> list[tuple[int, str, str]]:
 def check(workdir: str, model: str, *, writing: bool) -> None:
     """Refuses, before anything is written, a workdir that is a file, that cannot be written
     (when `writing`) or that holds another model's checkpoints."""
-    if os.path.exists(workdir) and not os.path.isdir(workdir):
-        raise UserError(f"--workdir {workdir} is a file, not a directory")
     if writing:
-        existing = workdir
-        while existing and not os.path.exists(existing):
-            existing = os.path.dirname(existing)
-        if not os.access(existing or ".", os.W_OK | os.X_OK):
-            raise UserError(f"--workdir {workdir}: {existing or '.'} is not writable")
+        run_config.check_workdir(workdir)  # main.py's check: a file, or not writable
+    elif os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise UserError(f"--workdir {workdir} is a file, not a directory; pass a directory")
     others = sorted({m for _, m, _ in checkpoints(workdir) if m != model})
     if others:
         raise UserError(

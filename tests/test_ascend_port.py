@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -717,6 +718,12 @@ def bad_files(tmp_path_factory):
     other = d / "other_model" / "checkpoints"
     other.mkdir(parents=True)
     (other / "hardnet68-s00000003.ckpt").write_bytes(b"x")
+    from configs import demo
+
+    resumable = d / "resumable" / "checkpoints"  # trained with the demo config as it is
+    resumable.mkdir(parents=True)
+    (resumable / "config.json").write_text(demo.get_config().to_json_best_effort())
+    (resumable / "hardnet39ds-s00000003.ckpt").write_bytes(b"x")
     return d
 
 
@@ -724,7 +731,7 @@ _BASE = ["--config", "configs/demo.py", "--config.ascend.device_target=CPU"]
 # (arguments after `python -m ascend_port` or `-m ascend_port.convert`, what the line names).
 # {d} is the fixture's folder, {w} a fresh workdir (or one of the fixture's).
 BAD_INPUTS = {
-    "source": (["--workdir", "{w}", "--config.data.source=imagenet"], "data.source"),
+    "source": (["--workdir", "{w}", "--config.data.source=imagenet"], "imagenet"),
     "tfds": (["--workdir", "{w}", "--config.data.source=tfds:mnist"], "ImageFolder"),
     "batch_0": (["--workdir", "{w}", "--config.train.batch_size=0"], "train.batch_size=0"),
     "batch_neg": (["--workdir", "{w}", "--config.train.batch_size=-8"], "train.batch_size=-8"),
@@ -738,6 +745,10 @@ BAD_INPUTS = {
     "config_missing": (["--workdir", "{w}", "--config", "configs/nope.py"], "configs/nope.py"),
     "workdir_file": (["--workdir", "{d}/a_file"], "is a file"),
     "other_model": (["--workdir", "{d}/other_model"], "hardnet68"),
+    "config_changed": (
+        ["--workdir", "{d}/resumable", "--config.schedule.lr_max=0.5"],
+        "schedule.lr_max",
+    ),
     "no_checkpoint": (["--workdir", "{w}", "--mode=eval"], "no checkpoint"),
     "empty_ckpt": (
         ["--workdir", "{w}", "--mode=eval", "--config.init_from={d}/empty.ckpt"],
@@ -819,3 +830,34 @@ def test_user_mistake_is_one_error_line_exit_2_workdir_untouched(bad_files, tmp_
     assert _tree(workdir) == before
     if module == "ascend_port" and workdir == str(fresh):
         assert not fresh.exists()  # nothing created either
+
+
+# Config mistakes both CLIs must refuse with the same line (train_lib.config_checks on both sides).
+SHARED_MISTAKES = [
+    "--config.train.batch_size=0",
+    "--config.model.drop_path_rate=0.1",
+    "--config.model.name=hlg_tiny",
+    "--config.model.name=resnet50",
+    "--config.data.crop_pct=2.0",
+    "--config.optim.name=adam",
+    "--config.schedule.name=poly",
+]
+
+
+@pytest.mark.parametrize("override", SHARED_MISTAKES)
+def test_both_sides_refuse_the_same_config_with_the_same_line(tmp_path, override):
+    env = dict(os.environ, PYTHONPATH=REPO, PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION="upb")
+    lines = {}
+    for side, argv in (
+        ("jax", [sys.executable, "main.py"]),
+        ("mindspore", [ascend_python(), "-m", "ascend_port"]),
+    ):
+        args = ["--config", "configs/demo.py", "--workdir", str(tmp_path / side), override]
+        proc = subprocess.run(
+            [*argv, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+        )
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+        assert proc.returncode == 2 and len(errors) == 1, (side, proc.stderr[-2000:])
+        lines[side] = errors[0].replace(str(tmp_path / side), "W")
+        assert not (tmp_path / side).exists()
+    assert lines["jax"] == lines["mindspore"], lines
