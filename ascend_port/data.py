@@ -27,7 +27,7 @@ from PIL import Image
 from ascend_port import augment, registry
 from ascend_port.mixup import BatchMixup
 from input_pipeline import folder
-from recipes import mixup as mixup_rule
+from train_lib.recipes import mixup as mixup_rule
 
 _INTERPOLATION = {"bilinear": V.Inter.BILINEAR, "bicubic": V.Inter.BICUBIC}
 _PIL_INTERPOLATION = {V.Inter.BILINEAR: Image.BILINEAR, V.Inter.BICUBIC: Image.BICUBIC}

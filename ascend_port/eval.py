@@ -19,8 +19,8 @@ from ascend_port import data, registry
 from ascend_port import weights as msw
 from ascend_port import workdir as wd
 from ascend_port.errors import UserError
-from recipes import checks as recipe_checks
 from train_lib import plots
+from train_lib.recipes import checks as recipe_checks
 
 
 def eval_batch_size(config: ConfigDict) -> int:

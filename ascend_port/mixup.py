@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from recipes import mixup as rule
+from train_lib.recipes import mixup as rule
 
 
 def draws(rng: np.random.Generator, spec: rule.MixupSpec, batch: int) -> rule.Draws:

@@ -18,7 +18,7 @@ from mindspore import Parameter, Tensor, nn, ops
 from ml_collections import ConfigDict
 
 from ascend_port import registry
-from recipes import weight_decay as decay_rule
+from train_lib.recipes import weight_decay as decay_rule
 
 
 def decays(

@@ -44,8 +44,8 @@ from ascend_port import weights as msw
 from ascend_port import workdir as wd
 from ascend_port.errors import UserError
 from ascend_port.losses import SmoothedCrossEntropy, SoftTargetCrossEntropy
-from recipes import mixup as mixup_rule
 from train_lib import lr_schedule, plots, run_config
+from train_lib.recipes import mixup as mixup_rule
 
 
 def _resume(model: Model, workdir: str) -> int:

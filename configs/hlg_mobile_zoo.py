@@ -8,7 +8,7 @@ Recipe (config/hlg_config.yml, src/): 1001 classes, 8 x 128 images, AdamW lr 1e-
 epochs (the zoo counts steps from 1), weight decay 0.05, label smoothing 0.1 on mixup (alpha 0.2)
 targets, random-resized crop from 5% area, AutoAugment ImageNet policy, bilinear. Differences: the zoo decays LN/BN gammas,
 position embeddings and cls (everything but names with 'beta'/'bias'); here norm scales,
-position embeddings and cls are not (timm's rule, recipes/weight_decay.py). It trains in fp16
+position embeddings and cls are not (timm's rule, train_lib/recipes/weight_decay.py). It trains in fp16
 (AMP O3, fixed loss scale 1024: ascend.loss_scale_mode='fixed' below). With mixup the zoo's loss
 (CrossEntropySmoothMixup) spreads a / (K - 2) over the classes not in the mix.
 """

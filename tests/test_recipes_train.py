@@ -11,9 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from recipes import mixup as rule
 from tests.test_ascend_port import REPO, ascend_python
 from train_lib import mixup as jax_mixup
+from train_lib.recipes import mixup as rule
 
 # A batch whose example i is the constant image i + 1 with label i: a pixel's value says which
 # example it came from, and a target's column says which label it came from.
@@ -224,7 +224,7 @@ def test_both_sides_decay_the_same_parameters(tmp_path):
 
 # --------------------------------------------------------------------------- class count
 def test_more_logits_than_classes_is_a_note_fewer_an_error():
-    from recipes import checks
+    from train_lib.recipes import checks
 
     assert checks.class_count(1000, 1000, "x") == (None, None)
     error, note = checks.class_count(1001, 1000, "imagenet")

@@ -16,8 +16,8 @@ from ml_collections import ConfigDict
 
 from input_pipeline import augment_rules
 from input_pipeline.sources import parse_source
-from recipes import checks as recipe_checks
 from train_lib.errors import UserError
+from train_lib.recipes import checks as recipe_checks
 
 DTYPES = ("float32", "bfloat16", "float16")
 PARALLEL_MODES = ("jit", "pmap")
@@ -209,7 +209,7 @@ def check(
         check_init_from(config)
     check_data(config)
     check_train(config, device_count=device_count, process_count=process_count)
-    # Recipe fields (mixup/cutmix, EMA, accumulation, loss scale): recipes/checks.py.
+    # Recipe fields (mixup/cutmix, EMA, accumulation, loss scale): train_lib/recipes/checks.py.
     pmap = config.parallel.mode == "pmap"
     mixing_batch = config.train.batch_size // (device_count if pmap else 1)
     if problem := recipe_checks.first_error(config, mixing_batch=mixing_batch, devices=device_count):

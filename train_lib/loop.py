@@ -16,14 +16,14 @@ from ml_collections import ConfigDict
 import input_pipeline
 import models
 from models import registry
-from recipes import checks as recipe_checks
-from recipes import mixup as mixup_rule
 from train_lib import checkpoint, config_checks, finite, optim, plots, run_config, steps
 from train_lib import ema as ema_lib
 from train_lib import loss_scale as loss_scale_lib
 from train_lib import mesh as mesh_lib
 from train_lib.errors import UserError
 from train_lib.metrics import MetricWriter, progress_bar
+from train_lib.recipes import checks as recipe_checks
+from train_lib.recipes import mixup as mixup_rule
 from train_lib.state import SplitModel, TrainState
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}

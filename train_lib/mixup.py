@@ -9,7 +9,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from recipes import mixup as rule
+from train_lib.recipes import mixup as rule
 
 _STREAM = 0x6D6978  # "mix": separates these draws from the dropout / drop-path streams
 

@@ -10,10 +10,10 @@ import optax
 from ml_collections import ConfigDict
 
 import models
-from recipes import weight_decay as decay_rule
 from train_lib import lr_schedule
 from train_lib.config_checks import OPTIMIZERS, SCHEDULES
 from train_lib.errors import UserError
+from train_lib.recipes import weight_decay as decay_rule
 
 
 def create_schedule(config: ConfigDict, steps_per_epoch: int, total_steps: int) -> optax.Schedule:

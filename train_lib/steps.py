@@ -9,12 +9,12 @@ import optax
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
-from recipes.mixup import MixupSpec
 from train_lib import ema as ema_lib
 from train_lib import erasing
 from train_lib import loss_scale as loss_scale_lib
 from train_lib import mixup as mixup_lib
 from train_lib.mesh import DATA_AXIS
+from train_lib.recipes.mixup import MixupSpec
 from train_lib.state import SplitModel, TrainState
 
 

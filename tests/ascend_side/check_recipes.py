@@ -19,7 +19,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from ascend_port.mixup import BatchMixup  # noqa: E402
-from recipes import mixup as rule  # noqa: E402
+from train_lib.recipes import mixup as rule  # noqa: E402
 
 
 def mixup_cases(cases: dict, out: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ml_collections import ConfigDict
 
-from recipes import mixup
+from train_lib.recipes import mixup
 
 LOSS_SCALE_MODES = ("dynamic", "fixed")
 
