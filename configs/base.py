@@ -82,7 +82,8 @@ def get_config() -> ConfigDict:
     c.train.keep_checkpoints = 3
     c.train.eval_batch_size = config_dict.placeholder(int)  # None = train.batch_size
     c.train.freeze_backbone_epochs = 0.0  # fine-tuning: only the classifier learns for the
-    # first N epochs (0 = off)
+    # first N epochs (0 = off): the backbone's lr is 0 for round(N * steps per epoch) steps; its
+    # BatchNorm running statistics still follow the new data (BN stays in train mode, as timm's)
     # Moving average of the weights (params and BatchNorm statistics), as timm's ModelEmaV3:
     # checkpointed, evaluated next to the raw weights ('eval_ema' rows), exported with export_ema.
     c.train.ema_decay = 0.0  # per optimizer step, e.g. 0.99996; 0 = off
@@ -104,7 +105,8 @@ def get_config() -> ConfigDict:
     c.optim.adam_b1 = 0.9
     c.optim.adam_b2 = 0.999
     c.optim.adam_eps = 1e-8
-    # Fine-tuning: the backbone (every weight but the classifier) learns at lr * this.
+    # Fine-tuning: the backbone (every weight but the classifier) learns at lr * this. An
+    # init_from of another class count loads all but the classifier, which starts fresh.
     c.optim.backbone_lr_scale = 1.0  # 1.0 = same lr as the head
 
     c.schedule = ConfigDict()

@@ -166,6 +166,10 @@ def check_train(config: ConfigDict, *, device_count: int, process_count: int) ->
     _choice("optim.name", config.optim.name, OPTIMIZERS)
     _choice("schedule.name", config.schedule.name, SCHEDULES)
     _positive("schedule.reference_batch_size", config.schedule.reference_batch_size)
+    for key in ("optim.backbone_lr_scale", "train.freeze_backbone_epochs"):  # fine-tuning
+        group, name = key.split(".")
+        if config[group][name] < 0:
+            raise UserError(f"{key}={config[group][name]} must not be negative")
 
 
 def check_init_from(config: ConfigDict) -> None:

@@ -16,7 +16,7 @@ from ml_collections import ConfigDict
 import input_pipeline
 import models
 from models import registry
-from train_lib import checkpoint, config_checks, finite, optim, plots, run_config, steps
+from train_lib import checkpoint, config_checks, finetune, finite, optim, plots, run_config, steps
 from train_lib import ema as ema_lib
 from train_lib import loss_scale as loss_scale_lib
 from train_lib import mesh as mesh_lib
@@ -55,12 +55,17 @@ def _init_weights(config: ConfigDict) -> dict[str, np.ndarray] | None:
     return flat
 
 
-def build_model(config: ConfigDict) -> nnx.Module:
+def build_model(config: ConfigDict, fresh_head: bool = False) -> nnx.Module:
+    """fresh_head (training): a file of another class count loads all but the classifier."""
     try:
-        return models.create(
+        weights, skipped = _init_weights(config), []
+        if fresh_head:
+            weights, skipped = finetune.split_head(config, weights, **_model_kwargs(config))
+        model = models.create(
             config.model.name, num_classes=config.model.num_classes,
             dtype=DTYPES[config.model.dtype], rngs=nnx.Rngs(config.seed),
-            weights=_init_weights(config), **_model_kwargs(config))
+            weights=None if skipped else weights, **_model_kwargs(config))
+        return finetune.load_body(model, weights) if skipped else model
     except models.weights.WeightsMismatchError as e:
         raise UserError(f"{config.init_from}: {e}") from None
 
@@ -141,12 +146,12 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *,
 
         mesh = mesh_lib.make_mesh()
         data_sharding, replicated = mesh_lib.data_sharding(mesh), mesh_lib.replicated(mesh)
-        split = SplitModel(build_model(config))
+        split = SplitModel(build_model(config, fresh_head=True))
         per_epoch = optim.steps_per_epoch(
             config.data.num_train_examples or data_info.num_train_examples, config.train.batch_size)
         num_steps = optim.total_steps(config, per_epoch)
         schedule = optim.create_schedule(config, per_epoch, num_steps)
-        tx = optim.create_optimizer(config, schedule)
+        tx = finetune.create_optimizer(config, schedule, split.initial_params, per_epoch)
         state = TrainState(
             step=jnp.zeros((), jnp.int32), params=split.initial_params,
             batch_stats=split.initial_stats, opt_state=tx.init(split.initial_params),

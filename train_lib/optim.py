@@ -32,9 +32,10 @@ def create_schedule(config: ConfigDict, steps_per_epoch: int, total_steps: int) 
 
 def decay_mask(params: dict, family: str | None = None) -> dict:
     """Which leaves get weight decay (recipes.weight_decay): every kernel (ndim > 1), except the
-    family's no_weight_decay names; never norm scales/biases or biases."""
+    family's no_weight_decay names; never norm scales/biases or biases. Leaves another group
+    owns (optax.MaskedNode under multi_transform: a fine-tuned backbone) stay as they are."""
     return {name: decay_rule.decayed(name, p.ndim, family=family, decay_norm_and_bias=False)
-            for name, p in params.items()}
+            if hasattr(p, "ndim") else p for name, p in params.items()}
 
 
 def create_optimizer(config: ConfigDict, schedule: optax.Schedule) -> optax.GradientTransformation:
