@@ -218,16 +218,20 @@ def train_dataset(
     if not spec.enabled:
         return ds.batch(batch_size, drop_remainder=True)
     # Mixup / cutmix per batch: labels become soft float32 targets (losses.SoftTargetCrossEntropy).
-    mixer = BatchMixup(spec, config.model.num_classes, config.train.label_smoothing,
-                       seed=config.seed, rank=rank)
-    return ds.batch(batch_size, drop_remainder=True, per_batch_map=mixer,
-                    input_columns=["image", "label"])
+    mixer = BatchMixup(
+        spec, config.model.num_classes, config.train.label_smoothing, seed=config.seed, rank=rank
+    )
+    return ds.batch(
+        batch_size, drop_remainder=True, per_batch_map=mixer, input_columns=["image", "label"]
+    )
 
 
 def eval_dataset(config: ConfigDict, root: str, *, batch_size: int) -> tuple[msds.Dataset, int]:
     """(batched eval split in file order, keeping the last partial batch; number of images)."""
     ds = msds.ImageFolderDataset(
-        split_dir(root, config.data.eval_split), shuffle=False, class_indexing=class_indexing(config, root)
+        split_dir(root, config.data.eval_split),
+        shuffle=False,
+        class_indexing=class_indexing(config, root),
     )
     count = ds.get_dataset_size()
     ds = ds.map(operations=_ops(preprocess(config), train=False), input_columns="image")

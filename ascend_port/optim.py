@@ -182,7 +182,9 @@ def build(
     (and `lr_of[name]` for the parameters given there: a fine-tuned backbone's)."""
     o = config.optim
     lr_array, lr = lr, Tensor(lr, ms.float32)
-    family = registry.info(config.model.name).family if config.model.name in registry.names() else None
+    family = (
+        registry.info(config.model.name).family if config.model.name in registry.names() else None
+    )
     if o.name == "adamw":
         by_lr = params
         if lr_of:  # group lr; the decay stays per parameter (decay_flags, in `params` order)

@@ -25,13 +25,19 @@ def get_config() -> ConfigDict:
     c.model.drop_path_rate = config_dict.placeholder(float)  # stochastic depth; None = default
 
     c.data = ConfigDict()
-    c.data.source = "tfds:imagenet2012"  # tfds:<name>[:<version>] | folder:<path> | digits | synthetic
+    c.data.source = (
+        "tfds:imagenet2012"  # tfds:<name>[:<version>] | folder:<path> | digits | synthetic
+    )
     c.data.data_dir = ""  # TFDS data dir ('' = $TFDS_DATA_DIR or ~/tensorflow_datasets)
-    c.data.manual_dir = ""  # TFDS manual dir with the ILSVRC2012 tars ('' = <data_dir>/downloads/manual)
+    c.data.manual_dir = (
+        ""  # TFDS manual dir with the ILSVRC2012 tars ('' = <data_dir>/downloads/manual)
+    )
     c.data.train_split = "train"
     c.data.eval_split = "validation"  # a folder source uses val/ when this is 'validation'
     c.data.image_size = 224  # train crop and eval crop size
-    c.data.crop_pct = config_dict.placeholder(float)  # eval resize = size / crop_pct; None = model's
+    c.data.crop_pct = config_dict.placeholder(
+        float
+    )  # eval resize = size / crop_pct; None = model's
     c.data.interpolation = config_dict.placeholder(str)  # bilinear | bicubic; None = model's
     c.data.crop_min = 0.08  # random-resized-crop area fraction bounds [crop_min, crop_max]
     c.data.crop_max = 1.0
@@ -66,10 +72,14 @@ def get_config() -> ConfigDict:
 
     c.train = ConfigDict()
     c.train.batch_size = 256  # global
-    c.train.accum_steps = 1  # gradient accumulation: batch_size is split into this many micro-batches
+    c.train.accum_steps = (
+        1  # gradient accumulation: batch_size is split into this many micro-batches
+    )
     c.train.epochs = 150
     c.train.steps = config_dict.placeholder(int)  # overrides epochs when set
-    c.train.stop_after_steps = config_dict.placeholder(int)  # end this run early (time-limited jobs); rerun resumes
+    c.train.stop_after_steps = config_dict.placeholder(
+        int
+    )  # end this run early (time-limited jobs); rerun resumes
     c.train.label_smoothing = 0.0
     # How the smoothing mass a is spread over K classes. 'uniform': (1 - a) * one_hot + a / K
     # (optax.smooth_labels, timm, PyTorch CrossEntropyLoss); 'others': 1 - a on the label and

@@ -81,8 +81,12 @@ def _warn_empty(folder: str, label: int) -> None:
     """An empty class folder still takes a label (indices follow the sorted names): say so once."""
     if folder not in _warned_empty:
         _warned_empty.add(folder)
-        logging.warning("class folder %s holds no images (%s); it still counts as class %d",
-                        folder, ", ".join(IMAGE_EXTENSIONS), label)
+        logging.warning(
+            "class folder %s holds no images (%s); it still counts as class %d",
+            folder,
+            ", ".join(IMAGE_EXTENSIONS),
+            label,
+        )
 
 
 def list_split(root: str, split: str, names: tuple[str, ...]) -> FolderSplit:

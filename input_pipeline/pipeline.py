@@ -85,6 +85,7 @@ def _epoch_records(
 
 def _train_batches(records: tf.data.Dataset, cfg: TrainSettings) -> tf.data.Dataset:
     spec = augment_rules.parse(cfg.auto_augment)
+
     def train(r: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         seed = preprocess.example_seed(cfg.seed, r["epoch"], cfg.process_index, r["position"])
         image = preprocess.train_image(

@@ -91,8 +91,15 @@ def example_seed(seed: int, epoch: tf.Tensor, process_index: int, position: tf.T
 
 
 def train_image(
-    data: tf.Tensor, seed: tf.Tensor, *, size: int, crop_min: float, interpolation: str,
-    flip: bool = True, crop_max: float = 1.0, aspect_range: tuple[float, float] = ASPECT_RANGE,
+    data: tf.Tensor,
+    seed: tf.Tensor,
+    *,
+    size: int,
+    crop_min: float,
+    interpolation: str,
+    flip: bool = True,
+    crop_max: float = 1.0,
+    aspect_range: tuple[float, float] = ASPECT_RANGE,
 ) -> tf.Tensor:
     """Random-resized crop (area in [crop_min, crop_max], w/h in aspect_range) + horizontal
     flip, uint8."""

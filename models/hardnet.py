@@ -139,8 +139,11 @@ class HarDNet(layers.Classifier):
 
     def _classifier(self, num_classes: int, rngs) -> nnx.Linear:
         return layers.linear(
-            self.num_features, num_classes, kernel_init=layers.torch_default_init,
-            dtype=self.dtype, rngs=rngs,
+            self.num_features,
+            num_classes,
+            kernel_init=layers.torch_default_init,
+            dtype=self.dtype,
+            rngs=rngs,
         )
 
     def forward_features(self, x: jax.Array) -> jax.Array:

@@ -94,4 +94,3 @@ CONFIGS = {
         block_drop_rate=0.1,
     ),
 }
-

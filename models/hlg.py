@@ -83,8 +83,13 @@ class DynamicPosBias(nnx.Module):
         self.pos_proj = dense(2, p, dtype=dtype, rngs=rngs)
 
         def stage(cout: int) -> Sequential:
-            return Sequential([layer_norm(p, eps=DPB_LN_EPS, dtype=dtype, rngs=rngs), ReLU(),
-                               dense(p, cout, dtype=dtype, rngs=rngs)])
+            return Sequential(
+                [
+                    layer_norm(p, eps=DPB_LN_EPS, dtype=dtype, rngs=rngs),
+                    ReLU(),
+                    dense(p, cout, dtype=dtype, rngs=rngs),
+                ]
+            )
 
         self.pos1, self.pos2, self.pos3 = stage(p), stage(p), stage(heads)
 
@@ -101,11 +106,17 @@ class InnerPatchEmbed(nnx.Module):
     """Shortcut of a block: grouped 3x3 s2 conv (groups = C_in) + BN + GELU when it downsamples."""
 
     def __init__(self, cin: int, cout: int, down_sample: bool, *, dtype, rngs: nnx.Rngs):
-        self.proj = nnx.data(Sequential([
-            torch_conv2d(cin, cout, 3, stride=2, groups=cin, dtype=dtype, rngs=rngs),
-            layers.batch_norm(cout, dtype=dtype, rngs=rngs),
-            GELU(),
-        ]) if down_sample else None)
+        self.proj = nnx.data(
+            Sequential(
+                [
+                    torch_conv2d(cin, cout, 3, stride=2, groups=cin, dtype=dtype, rngs=rngs),
+                    layers.batch_norm(cout, dtype=dtype, rngs=rngs),
+                    GELU(),
+                ]
+            )
+            if down_sample
+            else None
+        )
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return x if self.proj is None else self.proj(x)
@@ -145,11 +156,18 @@ def smoothing(dim: int, *, dtype, rngs: nnx.Rngs) -> Sequential:
     """1x1 C->C/4, BN, GELU, dense 3x3, BN, GELU, 1x1 C/4->C, BN (`spatial_smooth.0.*`)."""
     kw = dict(dtype=dtype, rngs=rngs)
     q = dim // 4
-    return Sequential([
-        torch_conv2d(dim, q, 1, **kw), layers.batch_norm(q, **kw), GELU(),
-        torch_conv2d(q, q, 3, **kw), layers.batch_norm(q, **kw), GELU(),
-        torch_conv2d(q, dim, 1, **kw), layers.batch_norm(dim, **kw),
-    ])
+    return Sequential(
+        [
+            torch_conv2d(dim, q, 1, **kw),
+            layers.batch_norm(q, **kw),
+            GELU(),
+            torch_conv2d(q, q, 3, **kw),
+            layers.batch_norm(q, **kw),
+            GELU(),
+            torch_conv2d(q, dim, 1, **kw),
+            layers.batch_norm(dim, **kw),
+        ]
+    )
 
 
 class HLGBlock(nnx.Module):
@@ -160,9 +178,20 @@ class HLGBlock(nnx.Module):
     window tokens. Stage 4: one global MHSA with the LayerNorm on its output.
     """
 
-    def __init__(self, cin: int, dim: int, heads: int, *, down_sample: bool, dilated: bool,
-                 global_only: bool, drop_path: float, window_tokens: str = "mean", dtype,
-                 rngs: nnx.Rngs):
+    def __init__(
+        self,
+        cin: int,
+        dim: int,
+        heads: int,
+        *,
+        down_sample: bool,
+        dilated: bool,
+        global_only: bool,
+        drop_path: float,
+        window_tokens: str = "mean",
+        dtype,
+        rngs: nnx.Rngs,
+    ):
         kw = dict(dtype=dtype, rngs=rngs)
         self.heads, self.dilated, self.global_only = heads, dilated, global_only
         self.window_tokens = "mean" if global_only else window_tokens
@@ -175,11 +204,19 @@ class HLGBlock(nnx.Module):
             self.spatial_smooth = nnx.List([smoothing(dim, **kw)])
             if window_tokens == "dwconv":
                 self.h0_conv = nnx.Conv(
-                    dim, dim, (WINDOW, WINDOW), strides=(WINDOW, WINDOW), padding=((0, 0), (0, 0)),
-                    feature_group_count=dim, kernel_init=layers.torch_default_init,
+                    dim,
+                    dim,
+                    (WINDOW, WINDOW),
+                    strides=(WINDOW, WINDOW),
+                    padding=((0, 0), (0, 0)),
+                    feature_group_count=dim,
+                    kernel_init=layers.torch_default_init,
                     bias_init=layers.torch_bias_init(WINDOW * WINDOW),
-                    conv_general_dilated=layers.depthwise_conv_general_dilated, dtype=dtype,
-                    param_dtype=jnp.float32, rngs=rngs)
+                    conv_general_dilated=layers.depthwise_conv_general_dilated,
+                    dtype=dtype,
+                    param_dtype=jnp.float32,
+                    rngs=rngs,
+                )
         self.down_proj = InnerPatchEmbed(cin, dim, down_sample, **kw)
         self.q = dense(dim, dim, **kw)
         self.k = dense(dim, dim, **kw)
@@ -232,28 +269,54 @@ class HLGBlock(nnx.Module):
 class HLG(layers.Classifier):
     """Conv stem (s0_conv), four stages (block1..block4), LayerNorm, mean over tokens, head."""
 
-    def __init__(self, cfg: HLGConfig, *, num_classes: int = 1000, drop_path_rate: float | None = None,
-                 dtype=jnp.float32, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        cfg: HLGConfig,
+        *,
+        num_classes: int = 1000,
+        drop_path_rate: float | None = None,
+        dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
         rngs = layers.ParamKeys(rngs)
         kw = dict(dtype=dtype, rngs=rngs)
         self.dtype = dtype
         rate = cfg.drop_path_rate if drop_path_rate is None else drop_path_rate
         dpr = np.linspace(0.0, rate, sum(cfg.depths)).tolist()
         c1 = cfg.dims[0]
-        self.s0_conv = nnx.List([
-            Sequential([torch_conv2d(3, c1, 3, stride=2, bias=False, **kw),
-                        layers.batch_norm(c1, **kw), GELU()]),
-            Sequential([torch_conv2d(c1, c1, 3, bias=False, **kw), layers.batch_norm(c1, **kw), GELU()]),
-        ])
+        self.s0_conv = nnx.List(
+            [
+                Sequential(
+                    [
+                        torch_conv2d(3, c1, 3, stride=2, bias=False, **kw),
+                        layers.batch_norm(c1, **kw),
+                        GELU(),
+                    ]
+                ),
+                Sequential(
+                    [torch_conv2d(c1, c1, 3, bias=False, **kw), layers.batch_norm(c1, **kw), GELU()]
+                ),
+            ]
+        )
         cin, cur = c1, 0
-        for stage, (dim, heads, depth) in enumerate(zip(cfg.dims, cfg.heads, cfg.depths,
-                                                        strict=True)):
+        for stage, (dim, heads, depth) in enumerate(
+            zip(cfg.dims, cfg.heads, cfg.depths, strict=True)
+        ):
             blocks = []
             for i in range(depth):
-                blocks.append(HLGBlock(
-                    cin if i == 0 else dim, dim, heads, down_sample=i == 0, dilated=i % 2 == 1,
-                    global_only=stage == 3, drop_path=dpr[cur + i],
-                    window_tokens=cfg.window_tokens, **kw))
+                blocks.append(
+                    HLGBlock(
+                        cin if i == 0 else dim,
+                        dim,
+                        heads,
+                        down_sample=i == 0,
+                        dilated=i % 2 == 1,
+                        global_only=stage == 3,
+                        drop_path=dpr[cur + i],
+                        window_tokens=cfg.window_tokens,
+                        **kw,
+                    )
+                )
             setattr(self, f"block{stage + 1}", nnx.List(blocks))
             cin, cur = dim, cur + depth
         self.norm = layer_norm(cfg.dims[-1], **kw)
@@ -265,7 +328,8 @@ class HLG(layers.Classifier):
         if x.ndim != 4 or x.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 3):
             raise ValueError(
                 f"HLG takes NHWC images of {INPUT_SIZE}x{INPUT_SIZE}x3 only (its stage-4 and global "
-                f"position biases are built for that size); got shape {tuple(x.shape)}")
+                f"position biases are built for that size); got shape {tuple(x.shape)}"
+            )
         x = x.astype(self.dtype)
         for stem in self.s0_conv:
             x = stem(x)
@@ -280,15 +344,28 @@ class HLG(layers.Classifier):
 
     def reset_classifier(self, num_classes: int, *, rngs: nnx.Rngs | None = None) -> None:
         """A fresh head, N(0, 0.02) weights and zero bias as the official init_weights."""
-        self.head = dense(self.num_features, num_classes, dtype=self.dtype, rngs=rngs or nnx.Rngs(0))
+        self.head = dense(
+            self.num_features, num_classes, dtype=self.dtype, rngs=rngs or nnx.Rngs(0)
+        )
         self.num_classes = num_classes
 
 
 # --------------------------------------------------------------------------- registry
-def _build(variant: str, *, num_classes: int = 1000, dtype=jnp.float32, rngs: nnx.Rngs,
-           drop_path_rate: float | None = None) -> HLG:
-    return HLG(CONFIGS[variant], num_classes=num_classes, drop_path_rate=drop_path_rate,
-               dtype=dtype, rngs=rngs)
+def _build(
+    variant: str,
+    *,
+    num_classes: int = 1000,
+    dtype=jnp.float32,
+    rngs: nnx.Rngs,
+    drop_path_rate: float | None = None,
+) -> HLG:
+    return HLG(
+        CONFIGS[variant],
+        num_classes=num_classes,
+        drop_path_rate=drop_path_rate,
+        dtype=dtype,
+        rngs=rngs,
+    )
 
 
 for _name in CONFIGS:

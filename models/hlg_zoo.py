@@ -47,24 +47,35 @@ from models.registry import register
 gelu_tanh = functools.partial(jax.nn.gelu, approximate=True)  # MindSpore nn.GELU() default
 
 
-def conv(cin: int, cout: int, kernel: int, *, stride: int = 1, padding: int = 0, dtype,
-         rngs: nnx.Rngs) -> nnx.Conv:
+def conv(
+    cin: int, cout: int, kernel: int, *, stride: int = 1, padding: int = 0, dtype, rngs: nnx.Rngs
+) -> nnx.Conv:
     """nn.Conv2d(pad_mode='pad', padding=p, has_bias=True, weight_init=HeUniform(sqrt(5))).
 
     HeUniform(sqrt(5)) is U(+-1/sqrt(fan_in)), PyTorch's default. Biases start at zero, the
     MindSpore default when the zoo was written (1.8); 2.x draws them U(+-1/sqrt(fan_in)).
     """
-    return nnx.Conv(cin, cout, (kernel, kernel), strides=(stride, stride),
-                    padding=((padding, padding), (padding, padding)), use_bias=True,
-                    kernel_init=layers.torch_default_init, bias_init=nnx.initializers.zeros,
-                    dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+    return nnx.Conv(
+        cin,
+        cout,
+        (kernel, kernel),
+        strides=(stride, stride),
+        padding=((padding, padding), (padding, padding)),
+        use_bias=True,
+        kernel_init=layers.torch_default_init,
+        bias_init=nnx.initializers.zeros,
+        dtype=dtype,
+        param_dtype=jnp.float32,
+        rngs=rngs,
+    )
 
 
 class PatchEmbed(nnx.Module):
     """Both branches of the zoo's PatchEmbed; `kernel_size == 7` selects the 3-conv stack."""
 
-    def __init__(self, cin: int, d_model: int, kernel_size: int, patch_size: int, *, dtype,
-                 rngs: nnx.Rngs):
+    def __init__(
+        self, cin: int, d_model: int, kernel_size: int, patch_size: int, *, dtype, rngs: nnx.Rngs
+    ):
         kw = dict(dtype=dtype, rngs=rngs)
         self.kernel_size = kernel_size
         self.conv1 = conv(cin, 32, 3, stride=2, padding=1, **kw)
@@ -98,8 +109,9 @@ class Attention(nnx.Module):
 
     def __call__(self, x: jax.Array, context: jax.Array | None = None) -> jax.Array:
         context = x if context is None else context
-        out = attention(self.to_q(x), self.to_k(context), self.to_v(context), self.heads, None,
-                        self.scale)
+        out = attention(
+            self.to_q(x), self.to_k(context), self.to_v(context), self.heads, None, self.scale
+        )
         return self.proj(out)
 
 
@@ -120,8 +132,20 @@ class Transformer(nnx.Module):
     Stage 4: a pre-norm ViT block on cls + 49 tokens.
     """
 
-    def __init__(self, dim: int, heads: int, dim_head: int, mlp_ratio: int, drop_path: float,
-                 fea_size: int, *, dilated: bool, global_only: bool, dtype, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        dim_head: int,
+        mlp_ratio: int,
+        drop_path: float,
+        fea_size: int,
+        *,
+        dilated: bool,
+        global_only: bool,
+        dtype,
+        rngs: nnx.Rngs,
+    ):
         kw = dict(dtype=dtype, rngs=rngs)
         self.size, self.dilated, self.global_only = fea_size, dilated, global_only
         self.norm0 = layer_norm(dim, eps=LN_EPS, **kw)
@@ -130,11 +154,22 @@ class Transformer(nnx.Module):
         self.attn = Attention(dim, dim_head, heads, **kw)
         self.mlp = FeedForward(dim, mlp_ratio, **kw)
         q = dim // 4
-        self.spatial_smooth = nnx.List([Sequential([
-            conv(dim, q, 1, **kw), layers.batch_norm(q, **kw), GELU(approximate=True),
-            conv(q, q, 3, padding=1, **kw), layers.batch_norm(q, **kw), GELU(approximate=True),
-            conv(q, dim, 1, **kw), layers.batch_norm(dim, **kw),
-        ])])
+        self.spatial_smooth = nnx.List(
+            [
+                Sequential(
+                    [
+                        conv(dim, q, 1, **kw),
+                        layers.batch_norm(q, **kw),
+                        GELU(approximate=True),
+                        conv(q, q, 3, padding=1, **kw),
+                        layers.batch_norm(q, **kw),
+                        GELU(approximate=True),
+                        conv(q, dim, 1, **kw),
+                        layers.batch_norm(dim, **kw),
+                    ]
+                )
+            ]
+        )
         # The zoo's DropPath draws one mask entry per leading row: per window in the local step.
         self.drop_path = layers.DropPath(drop_path, ndim=3, rngs=rngs)
 
@@ -157,8 +192,14 @@ class Transformer(nnx.Module):
 class HLGZoo(layers.Classifier):
     """patch_embed1..4, pos_embed1..4, cls, block{s}_{0,1}, norm, head (the zoo's `HLG` cell)."""
 
-    def __init__(self, *, num_classes: int = 1001, drop_path_rate: float | None = None,
-                 dtype=jnp.float32, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        *,
+        num_classes: int = 1001,
+        drop_path_rate: float | None = None,
+        dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
         rngs = layers.ParamKeys(rngs)
         kw = dict(dtype=dtype, rngs=rngs)
         self.dtype = dtype
@@ -168,15 +209,33 @@ class HLGZoo(layers.Classifier):
         cin = 3
         for s, (dim, size) in enumerate(zip(D_MODEL, FEATURE_SIZES, strict=True)):
             first = s == 0
-            setattr(self, f"patch_embed{s + 1}", PatchEmbed(
-                cin, dim, 7 if first else 3, 4 if first else 2, **kw))
+            setattr(
+                self,
+                f"patch_embed{s + 1}",
+                PatchEmbed(cin, dim, 7 if first else 3, 4 if first else 2, **kw),
+            )
             tokens = size * size + (1 if s == 3 else 0)
-            setattr(self, f"pos_embed{s + 1}",
-                    nnx.Param(normal(rngs.params(), (1, tokens, dim), jnp.float32)))
+            setattr(
+                self,
+                f"pos_embed{s + 1}",
+                nnx.Param(normal(rngs.params(), (1, tokens, dim), jnp.float32)),
+            )
             for i in range(2):
-                setattr(self, f"block{s + 1}_{i}", Transformer(
-                    dim, HEADS[s], DIM_HEAD[s], MLP_RATIOS[s], dpr[2 * s + i], size,
-                    dilated=i % 2 == 1, global_only=s == 3, **kw))
+                setattr(
+                    self,
+                    f"block{s + 1}_{i}",
+                    Transformer(
+                        dim,
+                        HEADS[s],
+                        DIM_HEAD[s],
+                        MLP_RATIOS[s],
+                        dpr[2 * s + i],
+                        size,
+                        dilated=i % 2 == 1,
+                        global_only=s == 3,
+                        **kw,
+                    ),
+                )
             cin = dim
         self.cls = nnx.Param(normal(rngs.params(), (1, 1, D_MODEL[-1]), jnp.float32))
         self.norm = layer_norm(D_MODEL[-1], eps=LN_EPS, **kw)
@@ -188,7 +247,8 @@ class HLGZoo(layers.Classifier):
         if x.ndim != 4 or x.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 3):
             raise ValueError(
                 f"hlg_mobile_zoo takes NHWC images of {INPUT_SIZE}x{INPUT_SIZE}x3 only (its "
-                f"position embeddings have fixed lengths); got shape {tuple(x.shape)}")
+                f"position embeddings have fixed lengths); got shape {tuple(x.shape)}"
+            )
         x = x.astype(self.dtype)
         b = x.shape[0]
         for s in range(4):
@@ -210,12 +270,19 @@ class HLGZoo(layers.Classifier):
 
     def reset_classifier(self, num_classes: int, *, rngs: nnx.Rngs | None = None) -> None:
         """A fresh head, N(0, 0.02) weights and zero bias (the zoo's TruncatedNormal(0.02))."""
-        self.head = dense(self.num_features, num_classes, dtype=self.dtype, rngs=rngs or nnx.Rngs(0))
+        self.head = dense(
+            self.num_features, num_classes, dtype=self.dtype, rngs=rngs or nnx.Rngs(0)
+        )
         self.num_classes = num_classes
 
 
-def _build(*, num_classes: int = 1001, dtype=jnp.float32, rngs: nnx.Rngs,
-           drop_path_rate: float | None = None) -> HLGZoo:
+def _build(
+    *,
+    num_classes: int = 1001,
+    dtype=jnp.float32,
+    rngs: nnx.Rngs,
+    drop_path_rate: float | None = None,
+) -> HLGZoo:
     return HLGZoo(num_classes=num_classes, drop_path_rate=drop_path_rate, dtype=dtype, rngs=rngs)
 
 

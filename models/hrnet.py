@@ -37,10 +37,15 @@ from models.registry import register
 def _conv(cin, cout, kernel, *, stride=1, bias=False, dtype, rngs):
     """HRNet conv, symmetric padding. The kernel is drawn later by `init_conv_kernels`."""
     return layers.conv2d(
-        cin, cout, kernel, stride=stride, bias=bias,
+        cin,
+        cout,
+        kernel,
+        stride=stride,
+        bias=bias,
         kernel_init=nnx.initializers.zeros,
         bias_init=layers.torch_bias_init(cin * kernel * kernel) if bias else nnx.initializers.zeros,
-        dtype=dtype, rngs=rngs,
+        dtype=dtype,
+        rngs=rngs,
     )
 
 
@@ -59,16 +64,18 @@ def init_conv_kernels(module: nnx.Module, key: jax.Array) -> None:
     for conv, size in zip(convs, sizes, strict=True):
         kh, kw, _, cout = conv.kernel.shape
         std = np.float32(math.sqrt(2.0 / (kh * kw * cout)))
-        conv.kernel.set_value(flat[offset:offset + size].reshape(conv.kernel.shape) * std)
+        conv.kernel.set_value(flat[offset : offset + size].reshape(conv.kernel.shape) * std)
         offset += size
 
 
 def _conv_bn(cin, cout, kernel, *, stride=1, bias=False, dtype, rngs) -> nnx.List:
     """nn.Sequential(Conv2d, BatchNorm2d[, ReLU]): keys `.0` (conv) and `.1` (BN)."""
-    return nnx.List([
-        _conv(cin, cout, kernel, stride=stride, bias=bias, dtype=dtype, rngs=rngs),
-        layers.batch_norm(cout, dtype=dtype, rngs=rngs),
-    ])
+    return nnx.List(
+        [
+            _conv(cin, cout, kernel, stride=stride, bias=bias, dtype=dtype, rngs=rngs),
+            layers.batch_norm(cout, dtype=dtype, rngs=rngs),
+        ]
+    )
 
 
 def _apply_conv_bn(seq: nnx.List, x: jax.Array, relu: bool) -> jax.Array:
@@ -124,9 +131,9 @@ class Bottleneck(nnx.Module):
 def _make_layer(block, cin: int, planes: int, n: int, *, dtype, rngs) -> nnx.List:
     """`n` blocks; only the first changes the width (and so carries the 1x1 shortcut)."""
     cout = planes * block.expansion
-    return nnx.List([
-        block(cin if k == 0 else cout, planes, dtype=dtype, rngs=rngs) for k in range(n)
-    ])
+    return nnx.List(
+        [block(cin if k == 0 else cout, planes, dtype=dtype, rngs=rngs) for k in range(n)]
+    )
 
 
 def _run(modules: nnx.List, x):
@@ -166,12 +173,16 @@ class HighResolutionModule(nnx.Module):
     j == i: identity; j < i: (i - j) stride-2 3x3 conv + BN, ReLU between them but not after.
     """
 
-    def __init__(self, widths: tuple[int, ...], num_blocks: tuple[int, ...], *, dtype,
-                 rngs: nnx.Rngs):
+    def __init__(
+        self, widths: tuple[int, ...], num_blocks: tuple[int, ...], *, dtype, rngs: nnx.Rngs
+    ):
         kw = dict(dtype=dtype, rngs=rngs)
-        self.branches = nnx.List([
-            _make_layer(BasicBlock, c, c, n, **kw) for c, n in zip(widths, num_blocks, strict=True)
-        ])
+        self.branches = nnx.List(
+            [
+                _make_layer(BasicBlock, c, c, n, **kw)
+                for c, n in zip(widths, num_blocks, strict=True)
+            ]
+        )
         fuse = []
         for i, ci in enumerate(widths):
             row = []
@@ -181,10 +192,14 @@ class HighResolutionModule(nnx.Module):
                 elif j == i:
                     row.append(layers.Identity())
                 else:
-                    row.append(nnx.List([
-                        _conv_bn(cj, ci if k == i - j - 1 else cj, 3, stride=2, **kw)
-                        for k in range(i - j)
-                    ]))
+                    row.append(
+                        nnx.List(
+                            [
+                                _conv_bn(cj, ci if k == i - j - 1 else cj, 3, stride=2, **kw)
+                                for k in range(i - j)
+                            ]
+                        )
+                    )
             fuse.append(nnx.List(row))
         self.fuse_layers = nnx.List(fuse)
 
@@ -218,10 +233,14 @@ def _make_transition(prev: tuple[int, ...], cur: tuple[int, ...], *, dtype, rngs
             out.append(layers.Identity() if prev[i] == c else _conv_bn(prev[i], c, 3, **kw))
         else:
             n = i + 1 - len(prev)
-            out.append(nnx.List([
-                _conv_bn(prev[-1], c if k == n - 1 else prev[-1], 3, stride=2, **kw)
-                for k in range(n)
-            ]))
+            out.append(
+                nnx.List(
+                    [
+                        _conv_bn(prev[-1], c if k == n - 1 else prev[-1], 3, stride=2, **kw)
+                        for k in range(n)
+                    ]
+                )
+            )
     return nnx.List(out)
 
 
@@ -249,8 +268,15 @@ class HRNet(layers.Classifier):
     final_layer 1x1 -> 2048, global average pool, [dropout], classifier.
     """
 
-    def __init__(self, cfg: HRNetConfig, *, num_classes: int = 1000, drop_rate: float = 0.0,
-                 dtype=jnp.float32, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        cfg: HRNetConfig,
+        *,
+        num_classes: int = 1000,
+        drop_rate: float = 0.0,
+        dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
         kw = dict(dtype=dtype, rngs=layers.ParamKeys(rngs))
         self.conv1 = _conv(3, STEM_WIDTH, 3, stride=2, **kw)
         self.bn1 = layers.batch_norm(STEM_WIDTH, **kw)
@@ -262,18 +288,25 @@ class HRNet(layers.Classifier):
         for s, num_modules in enumerate(cfg.modules, start=2):
             widths = cfg.widths(s)
             setattr(self, f"transition{s - 1}", _make_transition(prev, widths, **kw))
-            setattr(self, f"stage{s}", nnx.List([
-                HighResolutionModule(widths, (cfg.blocks,) * s, **kw) for _ in range(num_modules)
-            ]))
+            setattr(
+                self,
+                f"stage{s}",
+                nnx.List(
+                    [
+                        HighResolutionModule(widths, (cfg.blocks,) * s, **kw)
+                        for _ in range(num_modules)
+                    ]
+                ),
+            )
             prev = widths
 
         head = [p * Bottleneck.expansion for p in HEAD_PLANES]
-        self.incre_modules = nnx.List([
-            _make_layer(Bottleneck, c, p, 1, **kw) for c, p in zip(prev, HEAD_PLANES, strict=True)
-        ])
-        self.downsamp_modules = nnx.List([
-            _conv_bn(head[b], head[b + 1], 3, stride=2, bias=True, **kw) for b in range(3)
-        ])
+        self.incre_modules = nnx.List(
+            [_make_layer(Bottleneck, c, p, 1, **kw) for c, p in zip(prev, HEAD_PLANES, strict=True)]
+        )
+        self.downsamp_modules = nnx.List(
+            [_conv_bn(head[b], head[b + 1], 3, stride=2, bias=True, **kw) for b in range(3)]
+        )
         self.final_layer = _conv_bn(head[3], NUM_FEATURES, 1, bias=True, **kw)
         self.global_pool = layers.GlobalAvgPool()
         self.num_classes, self.num_features, self.dtype = num_classes, NUM_FEATURES, dtype
@@ -283,8 +316,12 @@ class HRNet(layers.Classifier):
 
     def _classifier(self, num_classes: int, rngs) -> nnx.Linear:
         return layers.linear(
-            NUM_FEATURES, num_classes, kernel_init=layers.torch_default_init,
-            bias_init=layers.torch_bias_init(NUM_FEATURES), dtype=self.dtype, rngs=rngs,
+            NUM_FEATURES,
+            num_classes,
+            kernel_init=layers.torch_default_init,
+            bias_init=layers.torch_bias_init(NUM_FEATURES),
+            dtype=self.dtype,
+            rngs=rngs,
         )
 
     def feature_map(self, x: jax.Array) -> jax.Array:
@@ -292,8 +329,11 @@ class HRNet(layers.Classifier):
         x = jax.nn.relu(self.bn1(self.conv1(x)))
         x = jax.nn.relu(self.bn2(self.conv2(x)))
         xs = [_run(self.layer1, x)]
-        for transition, stage in ((self.transition1, self.stage2), (self.transition2, self.stage3),
-                                  (self.transition3, self.stage4)):
+        for transition, stage in (
+            (self.transition1, self.stage2),
+            (self.transition2, self.stage3),
+            (self.transition3, self.stage4),
+        ):
             xs = _run(stage, _apply_transition(transition, xs))
         y = None
         for b, incre in enumerate(self.incre_modules):
@@ -315,10 +355,21 @@ class HRNet(layers.Classifier):
 
 
 # --------------------------------------------------------------------------- registry
-def _build(variant: str, *, num_classes: int = 1000, dtype=jnp.float32, rngs: nnx.Rngs,
-           drop_rate: float | None = None) -> HRNet:
-    return HRNet(CONFIGS[variant], num_classes=num_classes, drop_rate=drop_rate or 0.0,
-                 dtype=dtype, rngs=rngs)
+def _build(
+    variant: str,
+    *,
+    num_classes: int = 1000,
+    dtype=jnp.float32,
+    rngs: nnx.Rngs,
+    drop_rate: float | None = None,
+) -> HRNet:
+    return HRNet(
+        CONFIGS[variant],
+        num_classes=num_classes,
+        drop_rate=drop_rate or 0.0,
+        dtype=dtype,
+        rngs=rngs,
+    )
 
 
 for _name in CONFIGS:

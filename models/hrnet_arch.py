@@ -30,10 +30,12 @@ class HRNetConfig:
 
 _FULL = dict(stage1_blocks=4, stage1_planes=64, modules=(1, 4, 3), blocks=4)
 CONFIGS = {
-    "hrnet_w18_small": HRNetConfig(16, stage1_blocks=1, stage1_planes=32, modules=(1, 1, 1),
-                                   blocks=2),
-    "hrnet_w18_small_v2": HRNetConfig(18, stage1_blocks=2, stage1_planes=64, modules=(1, 3, 2),
-                                      blocks=2),
+    "hrnet_w18_small": HRNetConfig(
+        16, stage1_blocks=1, stage1_planes=32, modules=(1, 1, 1), blocks=2
+    ),
+    "hrnet_w18_small_v2": HRNetConfig(
+        18, stage1_blocks=2, stage1_planes=64, modules=(1, 3, 2), blocks=2
+    ),
     **{f"hrnet_w{w}": HRNetConfig(w, **_FULL) for w in (18, 30, 32, 40, 44, 48, 64)},
 }
 

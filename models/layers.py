@@ -29,6 +29,8 @@ def torch_bias_init(fan_in: int) -> nnx.Initializer:
         return jax.random.uniform(key, shape, dtype, -bound, bound)
 
     return init
+
+
 kaiming_normal_fan_out = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
@@ -75,8 +77,13 @@ def batch_norm(
     `BatchNorm` below (nnx.BatchNorm with a train-mode update that is cheap to trace).
     """
     return BatchNorm(
-        features, momentum=0.9, epsilon=epsilon, dtype=dtype, param_dtype=jnp.float32,
-        use_fast_variance=False, rngs=rngs,
+        features,
+        momentum=0.9,
+        epsilon=epsilon,
+        dtype=dtype,
+        param_dtype=jnp.float32,
+        use_fast_variance=False,
+        rngs=rngs,
     )
 
 
@@ -169,9 +176,18 @@ class DropPath(nnx.Dropout):
         super().__init__(rate, broadcast_dims=tuple(range(1, ndim)), rngs=rng_streams(rngs))
 
 
-def depthwise_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
-                                   rhs_dilation=None, dimension_numbers=None,
-                                   feature_group_count=1, precision=None, **kwargs):
+def depthwise_conv_general_dilated(
+    lhs,
+    rhs,
+    window_strides,
+    padding,
+    lhs_dilation=None,
+    rhs_dilation=None,
+    dimension_numbers=None,
+    feature_group_count=1,
+    precision=None,
+    **kwargs,
+):
     """`lax.conv_general_dilated` for NHWC/HWIO convs whose groups each read one input channel
     (depthwise, optionally with a channel multiplier), as kh*kw shifted multiply-adds.
 
@@ -183,16 +199,29 @@ def depthwise_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilati
     kh, kw, cin_per_group, cout = rhs.shape
     cin = lhs.shape[-1]
     simple = (
-        lhs.ndim == 4 and cin_per_group == 1 and feature_group_count == cin
-        and cout % cin == 0 and not isinstance(padding, str)
-        and all(d == 1 for d in (lhs_dilation or (1, 1))) and all(d == 1 for d in (rhs_dilation or (1, 1)))
-        and kwargs.get("out_sharding") is None and kwargs.get("preferred_element_type") is None
+        lhs.ndim == 4
+        and cin_per_group == 1
+        and feature_group_count == cin
+        and cout % cin == 0
+        and not isinstance(padding, str)
+        and all(d == 1 for d in (lhs_dilation or (1, 1)))
+        and all(d == 1 for d in (rhs_dilation or (1, 1)))
+        and kwargs.get("out_sharding") is None
+        and kwargs.get("preferred_element_type") is None
     )
     if not simple:
         return jax.lax.conv_general_dilated(
-            lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
-            dimension_numbers=dimension_numbers, feature_group_count=feature_group_count,
-            precision=precision, **kwargs)
+            lhs,
+            rhs,
+            window_strides,
+            padding,
+            lhs_dilation=lhs_dilation,
+            rhs_dilation=rhs_dilation,
+            dimension_numbers=dimension_numbers,
+            feature_group_count=feature_group_count,
+            precision=precision,
+            **kwargs,
+        )
     (pt, pb), (pl, pr) = padding
     sh, sw = window_strides
     x = jnp.pad(lhs, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
@@ -222,7 +251,9 @@ class BatchNorm(nnx.BatchNorm):
     """
 
     def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
-        use_running = self.use_running_average if use_running_average is None else use_running_average
+        use_running = (
+            self.use_running_average if use_running_average is None else use_running_average
+        )
         if use_running is None or use_running:
             return super().__call__(x, use_running_average, mask=mask)
         feature_axes = compat.canonicalize_axes(x.ndim, self.axis)
@@ -233,22 +264,33 @@ class BatchNorm(nnx.BatchNorm):
             (x, self.mean[...], self.var[...], scale, bias), dtype=self.dtype
         )
         mean, var = compat.compute_stats(
-            x, reduction_axes, dtype=self.dtype, axis_name=self.axis_name,
-            axis_index_groups=self.axis_index_groups, use_fast_variance=self.use_fast_variance,
+            x,
+            reduction_axes,
+            dtype=self.dtype,
+            axis_name=self.axis_name,
+            axis_index_groups=self.axis_index_groups,
+            use_fast_variance=self.use_fast_variance,
             mask=mask,
         )
-        if compat.can_update(self.mean) or compat.can_update(self.var):  # as nnx.BatchNorm: array refs only
+        if compat.can_update(self.mean) or compat.can_update(
+            self.var
+        ):  # as nnx.BatchNorm: array refs only
             stop_gradient = jax.lax.stop_gradient
         else:
+
             def stop_gradient(v):
                 return v
-        self.mean.set_value(stop_gradient(self.momentum * self.mean[...] + (1 - self.momentum) * mean))
+
+        self.mean.set_value(
+            stop_gradient(self.momentum * self.mean[...] + (1 - self.momentum) * mean)
+        )
         # The running variance takes the unbiased batch variance, as PyTorch and MindSpore do
         # (every recipe here comes from one of them); normalisation uses the biased one.
         n = math.prod(x.shape[i] for i in reduction_axes)
         unbiased = var * (n / max(n - 1, 1))
         self.var.set_value(
-            stop_gradient(self.momentum * self.var[...] + (1 - self.momentum) * unbiased))
+            stop_gradient(self.momentum * self.var[...] + (1 - self.momentum) * unbiased)
+        )
         return compat.normalize(
             x, mean, var, scale, bias, reduction_axes, feature_axes, self.dtype, self.epsilon
         )
@@ -283,8 +325,14 @@ class Sequential(nnx.List):
 def layer_norm(features: int, *, eps: float = 1e-6, dtype, rngs: nnx.Rngs) -> nnx.LayerNorm:
     """LayerNorm with PyTorch's two-pass variance (the one-pass form loses digits on the HLG
     position-bias MLP's raw offsets); eps 1e-6 is timm's transformer default."""
-    return nnx.LayerNorm(features, epsilon=eps, use_fast_variance=False, dtype=dtype,
-                         param_dtype=jnp.float32, rngs=rngs)
+    return nnx.LayerNorm(
+        features,
+        epsilon=eps,
+        use_fast_variance=False,
+        dtype=dtype,
+        param_dtype=jnp.float32,
+        rngs=rngs,
+    )
 
 
 def dense(cin: int, cout: int, *, dtype, rngs: nnx.Rngs) -> nnx.Linear:
@@ -292,19 +340,38 @@ def dense(cin: int, cout: int, *, dtype, rngs: nnx.Rngs) -> nnx.Linear:
     return linear(cin, cout, kernel_init=dense_init, dtype=dtype, rngs=rngs)
 
 
-def torch_conv2d(cin: int, cout: int, kernel: int, *, stride: int = 1, groups: int = 1,
-                 bias: bool = True, dtype, rngs: nnx.Rngs) -> nnx.Conv:
+def torch_conv2d(
+    cin: int,
+    cout: int,
+    kernel: int,
+    *,
+    stride: int = 1,
+    groups: int = 1,
+    bias: bool = True,
+    dtype,
+    rngs: nnx.Rngs,
+) -> nnx.Conv:
     """A conv with symmetric k//2 padding and PyTorch's default init (kaiming_uniform a=sqrt(5)
     and its bias rule). Grouped convs (all of them depthwise here) run as shifted multiply-adds,
     several times faster than XLA:CPU's grouped conv, with the same parameters."""
     fan_in = cin // groups * kernel * kernel
     pad = kernel // 2
     conv_fn = depthwise_conv_general_dilated if groups > 1 else jax.lax.conv_general_dilated
-    return nnx.Conv(cin, cout, (kernel, kernel), strides=(stride, stride),
-                    padding=((pad, pad), (pad, pad)), feature_group_count=groups, use_bias=bias,
-                    kernel_init=torch_default_init, bias_init=torch_bias_init(fan_in),
-                    conv_general_dilated=conv_fn, dtype=dtype, param_dtype=jnp.float32,
-                    rngs=rngs)
+    return nnx.Conv(
+        cin,
+        cout,
+        (kernel, kernel),
+        strides=(stride, stride),
+        padding=((pad, pad), (pad, pad)),
+        feature_group_count=groups,
+        use_bias=bias,
+        kernel_init=torch_default_init,
+        bias_init=torch_bias_init(fan_in),
+        conv_general_dilated=conv_fn,
+        dtype=dtype,
+        param_dtype=jnp.float32,
+        rngs=rngs,
+    )
 
 
 def softmax(logits: jax.Array) -> jax.Array:
@@ -312,8 +379,9 @@ def softmax(logits: jax.Array) -> jax.Array:
     return jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(logits.dtype)
 
 
-def attention(q: jax.Array, k: jax.Array, v: jax.Array, heads: int, bias: jax.Array | None,
-              scale: float) -> jax.Array:
+def attention(
+    q: jax.Array, k: jax.Array, v: jax.Array, heads: int, bias: jax.Array | None, scale: float
+) -> jax.Array:
     """Multi-head attention on (B, N, C) q and (B, M, C) k, v; `bias` is (heads, N, M)."""
     b, n, c = q.shape
     m = k.shape[1]

@@ -95,7 +95,10 @@ def create(
 # Eager NNX init runs one random kernel per distinct shape and compiles each: 17-34 s for a
 # HarDNet on 2 CPU cores. One jitted init compiled without backend optimisation takes ~5 s and
 # runs in ~1 s; the init runs once, so its speed does not matter.
-_INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+_INIT_COMPILER_OPTIONS = {
+    "xla_backend_optimization_level": 0,
+    "xla_llvm_disable_expensive_passes": True,
+}
 
 
 def _init_compiled(
@@ -117,7 +120,9 @@ def _init_compiled(
     out = compiled(key)
     if weights is None:
         return nnx.merge(graphdefs[0], *out)
-    abstract_state = nnx.split(nnx.eval_shape(lambda: build(nnx.Rngs(0))), WEIGHT_COLLECTIONS, ...)[1]
+    abstract_state = nnx.split(nnx.eval_shape(lambda: build(nnx.Rngs(0))), WEIGHT_COLLECTIONS, ...)[
+        1
+    ]
     model = nnx.merge(graphdefs[0], abstract_state, out)
     weights_lib.load(model, weights, context=context)
     return model
@@ -129,7 +134,9 @@ def abstract(name: str, *, num_classes: int | None = None, **kwargs) -> nnx.Modu
     if num_classes is None:
         num_classes = variant.default_num_classes
     return nnx.eval_shape(
-        lambda: variant.builder(num_classes=num_classes, dtype=jnp.float32, rngs=nnx.Rngs(0), **kwargs)
+        lambda: variant.builder(
+            num_classes=num_classes, dtype=jnp.float32, rngs=nnx.Rngs(0), **kwargs
+        )
     )
 
 

@@ -25,6 +25,7 @@ from models import weights as weights_lib
 class TorchImportError(ValueError):
     """A PyTorch file that cannot be imported; the message is one line saying why and what to do."""
 
+
 # Wrapper keys seen in released checkpoints ({"model": sd}, {"state_dict": sd}, EMA copies).
 _WRAPPER_KEYS = ("state_dict", "model", "model_ema", "net", "module")
 
@@ -111,32 +112,45 @@ def from_torch(
         fits = fitting_variants(state_dict, exclude=name)
         raise TorchImportError(
             f"the weights do not fit {name}: its key names cannot be read as {name} "
-            f"({type(e).__name__}: {e}){_fits_hint(fits)}") from None
+            f"({type(e).__name__}: {e}){_fits_hint(fits)}"
+        ) from None
     if num_classes is None:
         num_classes = _classifier_width(name, flat)
     try:
-        return registry.create(name, num_classes=num_classes, rngs=rngs, weights=flat,
-                               **create_kwargs)
+        return registry.create(
+            name, num_classes=num_classes, rngs=rngs, weights=flat, **create_kwargs
+        )
     except weights_check.WeightsMismatchError as e:
         raise TorchImportError(_mismatch_message(name, e, origin, state_dict)) from None
 
 
-def _mismatch_message(name: str, e: weights_check.WeightsMismatchError,
-                      origin: Mapping[str, tuple[str, tuple[int, ...]]],
-                      state_dict: Mapping[str, Any]) -> str:
+def _mismatch_message(
+    name: str,
+    e: weights_check.WeightsMismatchError,
+    origin: Mapping[str, tuple[str, tuple[int, ...]]],
+    state_dict: Mapping[str, Any],
+) -> str:
     """The mismatch with the file's own key names and shapes next to ours, and the registered
     variant the file fits, if one does."""
     preview = weights_check._preview  # noqa: SLF001  (same list format as every weights error)
     parts = []
     if e.unexpected:
-        parts.append(f"in the file but not in {name} ({len(e.unexpected)}): " + preview(
-            [f"{origin[k][0]} (ours would be {k})" for k in e.unexpected]))
+        parts.append(
+            f"in the file but not in {name} ({len(e.unexpected)}): "
+            + preview([f"{origin[k][0]} (ours would be {k})" for k in e.unexpected])
+        )
     if e.missing:
         parts.append(f"in {name} but not in the file ({len(e.missing)}): {preview(e.missing)}")
     if e.mismatched:
-        parts.append(f"shape mismatches ({len(e.mismatched)}): " + preview(
-            [f"{origin[k][0]} {list(origin[k][1])} vs ours {k} {list(expected)}"
-             for k, expected, _ in e.mismatched]))
+        parts.append(
+            f"shape mismatches ({len(e.mismatched)}): "
+            + preview(
+                [
+                    f"{origin[k][0]} {list(origin[k][1])} vs ours {k} {list(expected)}"
+                    for k, expected, _ in e.mismatched
+                ]
+            )
+        )
     fits = fitting_variants(state_dict, exclude=name)
     return f"the weights do not fit {name}: " + "; ".join(parts) + _fits_hint(fits)
 
@@ -152,11 +166,15 @@ def fitting_variants(state_dict: Mapping[str, Any], *, exclude: str = "") -> lis
 
     Candidates are found by parameter count (published exact counts at 1000 classes, corrected
     for the file's classifier width), then each is checked against its abstract build."""
-    sd = {k: v for k, v in unwrap(state_dict).items()
-          if layout.split_key(k)[1] not in layout.TORCH_BOOKKEEPING}
+    sd = {
+        k: v
+        for k, v in unwrap(state_dict).items()
+        if layout.split_key(k)[1] not in layout.TORCH_BOOKKEEPING
+    }
     stats = ("running_mean", "running_var")
-    count = sum(int(np.prod(np.shape(v))) for k, v in sd.items()
-                if layout.split_key(k)[1] not in stats)
+    count = sum(
+        int(np.prod(np.shape(v))) for k, v in sd.items() if layout.split_key(k)[1] not in stats
+    )
     dense = [np.shape(v) for v in sd.values() if len(np.shape(v)) == 2]
     if not dense:
         return []
@@ -207,10 +225,13 @@ def load_torch_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise TorchImportError(
             f"{path} holds pickled Python objects{what}, not only tensors, and was refused unread "
             "(unpickling them could run any code); where the model was made, save its weights "
-            "alone: torch.save(model.state_dict(), 'weights.pth')") from None
+            "alone: torch.save(model.state_dict(), 'weights.pth')"
+        ) from None
     except (RuntimeError, EOFError, KeyError) as e:
-        raise TorchImportError(f"{path} is a damaged PyTorch file ({type(e).__name__}: "
-                               f"{' '.join(str(e).split())[:200]})") from None
+        raise TorchImportError(
+            f"{path} is a damaged PyTorch file ({type(e).__name__}: "
+            f"{' '.join(str(e).split())[:200]})"
+        ) from None
     if not isinstance(obj, Mapping):
         raise TorchImportError(f"{path} does not hold a state dict (got {type(obj).__name__})")
     return unwrap(obj)
@@ -223,7 +244,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m models.torch_import",
         description="Convert a PyTorch state dict (official code, timm, pytorchcv) to canonical "
-        "weights (.safetensors) that main.py --config.init_from reads.")
+        "weights (.safetensors) that main.py --config.init_from reads.",
+    )
     parser.add_argument("model", help="a name from models.names()")
     parser.add_argument("input", help=".pth/.pt (read with weights_only=True) or .safetensors")
     parser.add_argument("output", help="canonical .safetensors to write")
@@ -231,8 +253,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-classes", type=int, default=None)
     args = parser.parse_args(argv)
     try:
-        model = from_torch(args.model, load_torch_file(args.input), naming=args.naming,
-                           num_classes=args.num_classes)
+        model = from_torch(
+            args.model,
+            load_torch_file(args.input),
+            naming=args.naming,
+            num_classes=args.num_classes,
+        )
     except (KeyError, ValueError, FileNotFoundError) as e:
         message = str(e.args[0] if isinstance(e, KeyError) and e.args else e)
         if args.input not in message:

@@ -46,15 +46,20 @@ def load(model: nnx.Module, flat: Mapping[str, np.ndarray], *, context: str = ""
     variables = _variables(model)
     check_compatible({k: tuple(v.get_value().shape) for k, v in variables.items()}, flat, context)
     for key, var in variables.items():
-        var.set_value(jnp.asarray(flat[key], dtype=var.get_value().dtype))  # also fills abstract vars
+        var.set_value(
+            jnp.asarray(flat[key], dtype=var.get_value().dtype)
+        )  # also fills abstract vars
     return model
 
 
 def save(model: nnx.Module, path: str | os.PathLike, **metadata: str | int) -> None:
     """Writes the canonical weights as safetensors; model name and class count go in metadata."""
     canonical.write(
-        flatten(model), path, model=getattr(model, "variant", None),
-        num_classes=getattr(model, "num_classes", None), **metadata,
+        flatten(model),
+        path,
+        model=getattr(model, "variant", None),
+        num_classes=getattr(model, "num_classes", None),
+        **metadata,
     )
 
 

@@ -20,7 +20,10 @@ _FAST_COMPILE_FLAGS = (
     "--xla_llvm_disable_expensive_passes=true",
 )
 os.environ["XLA_FLAGS"] = " ".join(
-    [os.environ.get("XLA_FLAGS", ""), *(f for f in _FAST_COMPILE_FLAGS if f not in os.environ.get("XLA_FLAGS", ""))]
+    [
+        os.environ.get("XLA_FLAGS", ""),
+        *(f for f in _FAST_COMPILE_FLAGS if f not in os.environ.get("XLA_FLAGS", "")),
+    ]
 ).strip()
 
 # Many tests train the same short run (in this process, in xdist workers, in subprocesses); a

@@ -16,6 +16,7 @@ from train_lib import loop
 
 pytestmark = pytest.mark.slow  # main.py trainings in subprocesses
 
+
 def _short(config, **train):
     config.train.tensorboard = False
     config.train.update(train)
@@ -48,8 +49,14 @@ def test_tfds_imagenet2012_from_manual_tars_trains_and_evaluates(tmp_path):
     make_fake_ilsvrc(manual, imagenet_wnids(4), per_class=6, num_val=10)
     config = _short(demo.get_config(), steps=2, batch_size=8, eval_batch_size=4)
     config.model.num_classes = 1000
-    config.data.update(source="tfds:imagenet2012", data_dir=str(tmp_path / "tfds"),
-                       manual_dir=str(manual), image_size=32, crop_min=0.08, random_flip=True)
+    config.data.update(
+        source="tfds:imagenet2012",
+        data_dir=str(tmp_path / "tfds"),
+        manual_dir=str(manual),
+        image_size=32,
+        crop_min=0.08,
+        random_flip=True,
+    )
     result = loop.train_and_evaluate(config, str(tmp_path / "run"))
     assert result["examples"] == 10 and np.isfinite(result["loss"])
     assert sorted(n for n in os.listdir(tmp_path / "run" / "checkpoints") if n.isdigit()) == ["2"]

@@ -15,8 +15,15 @@ from tests.torch_utils import random_images, randomize_batchnorm
 
 @pytest.mark.parametrize(
     "k, links",
-    [(1, (0,)), (2, (1, 0)), (3, (2,)), (4, (3, 2, 0)), (8, (7, 6, 4, 0)), (12, (11, 10, 8)),
-     (16, (15, 14, 12, 8, 0))],
+    [
+        (1, (0,)),
+        (2, (1, 0)),
+        (3, (2,)),
+        (4, (3, 2, 0)),
+        (8, (7, 6, 4, 0)),
+        (12, (11, 10, 8)),
+        (16, (15, 14, 12, 8, 0)),
+    ],
 )
 def test_links_are_nearest_first(k, links):
     assert harmonic_layer(k, 64, 14, 1.7).links == links
@@ -72,12 +79,24 @@ def _official_state_dict(flat: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 # Key counts and sample keys of the official state dicts (spec 3.2, measured on hardnet.py).
 OFFICIAL = {
-    "hardnet68": (404, {"base.0.conv.weight": (32, 3, 3, 3), "base.3.layers.0.conv.weight": (14, 64, 3, 3),
-                        "base.15.conv.weight": (1024, 782, 1, 1), "base.16.3.weight": (1000, 1024)}),
+    "hardnet68": (
+        404,
+        {
+            "base.0.conv.weight": (32, 3, 3, 3),
+            "base.3.layers.0.conv.weight": (14, 64, 3, 3),
+            "base.15.conv.weight": (1024, 782, 1, 1),
+            "base.16.3.weight": (1000, 1024),
+        },
+    ),
     "hardnet85": (506, {"base.19.3.weight": (1000, 1280)}),
-    "hardnet68ds": (788, {"base.3.layers.0.layer1.conv.weight": (14, 64, 1, 1),
-                          "base.3.layers.0.layer2.dwconv.weight": (14, 1, 3, 3),
-                          "base.2.dwconv.weight": (64, 1, 3, 3)}),
+    "hardnet68ds": (
+        788,
+        {
+            "base.3.layers.0.layer1.conv.weight": (14, 64, 1, 1),
+            "base.3.layers.0.layer2.dwconv.weight": (14, 1, 3, 3),
+            "base.2.dwconv.weight": (64, 1, 3, 3),
+        },
+    ),
     "hardnet39ds": (446, {"base.14.3.weight": (1000, 1024)}),
 }
 

@@ -98,8 +98,17 @@ def test_dpb_on_offsets_equals_the_table_lookup():
 
 @pytest.mark.parametrize("dilated", [False, True])
 def test_local_attention_sees_only_its_window(dilated):
-    block = hlg.HLGBlock(16, 16, 2, down_sample=False, dilated=dilated, global_only=False,
-                         drop_path=0.0, dtype=jnp.float32, rngs=nnx.Rngs(0))
+    block = hlg.HLGBlock(
+        16,
+        16,
+        2,
+        down_sample=False,
+        dilated=dilated,
+        global_only=False,
+        drop_path=0.0,
+        dtype=jnp.float32,
+        rngs=nnx.Rngs(0),
+    )
     block.eval()
     size, pixel = 14, (5, 9)
     s = jax.random.normal(jax.random.key(1), (1, size, size, 16))
@@ -119,8 +128,17 @@ def test_local_attention_sees_only_its_window(dilated):
 
 
 def test_block_is_deterministic_in_eval_and_drops_paths_in_train():
-    block = hlg.HLGBlock(16, 32, 2, down_sample=True, dilated=False, global_only=False,
-                         drop_path=0.5, dtype=jnp.float32, rngs=nnx.Rngs(0))
+    block = hlg.HLGBlock(
+        16,
+        32,
+        2,
+        down_sample=True,
+        dilated=False,
+        global_only=False,
+        drop_path=0.5,
+        dtype=jnp.float32,
+        rngs=nnx.Rngs(0),
+    )
     x = jax.random.normal(jax.random.key(2), (4, 28, 28, 16))
     forward = nnx.jit(lambda block, x: block(x))
     block.eval()
@@ -136,13 +154,19 @@ def test_drop_path_schedule_and_module_names():
     assert [b.dilated for s in (1, 2, 3) for b in getattr(model, f"block{s}")] == [False, True] * 3
     keys = set(weights.shapes(model))
     # A few official PyTorch keys (spec 4.1) and where the generic rules put them.
-    for torch_key, ndim in [("s0_conv.0.0.weight", 4), ("s0_conv.1.1.running_var", 1),
-                            ("block1.0.down_proj.proj.0.bias", 1), ("block1.0.mlp.fc1.weight", 4),
-                            ("block1.0.spatial_smooth.0.3.weight", 4),
-                            ("block1.0.pos_global.pos1.0.weight", 1),
-                            ("block3.1.pos_local.pos3.2.weight", 2), ("block2.1.aux_q.weight", 4),
-                            ("block4.1.global_attn.proj.weight", 2), ("norm.weight", 1),
-                            ("head.weight", 2)]:
+    for torch_key, ndim in [
+        ("s0_conv.0.0.weight", 4),
+        ("s0_conv.1.1.running_var", 1),
+        ("block1.0.down_proj.proj.0.bias", 1),
+        ("block1.0.mlp.fc1.weight", 4),
+        ("block1.0.spatial_smooth.0.3.weight", 4),
+        ("block1.0.pos_global.pos1.0.weight", 1),
+        ("block3.1.pos_local.pos3.2.weight", 2),
+        ("block2.1.aux_q.weight", 4),
+        ("block4.1.global_attn.proj.weight", 2),
+        ("norm.weight", 1),
+        ("head.weight", 2),
+    ]:
         module, leaf = layout.split_key(torch_key)
         assert f"{module}.{layout.torch_leaf_to_canonical(leaf, ndim)}" in keys, torch_key
     assert not any(k.startswith(("block4.0.norm0", "block4.0.spatial_smooth")) for k in keys)
@@ -153,8 +177,9 @@ def test_official_state_dict_converts_with_identity_rename():
     """A PyTorch-named, PyTorch-laid-out state dict (EMA-wrapped) maps onto every model key."""
     model = _abstract("hlg_mobile")
     rng = np.random.default_rng(0)
-    canonical = {k: rng.standard_normal(s).astype(np.float32)
-                 for k, s in weights.shapes(model).items()}
+    canonical = {
+        k: rng.standard_normal(s).astype(np.float32) for k, s in weights.shapes(model).items()
+    }
     back = {"kernel": "weight", "scale": "weight", "mean": "running_mean", "var": "running_var"}
     sd = {}
     for key, value in canonical.items():
@@ -183,12 +208,21 @@ _MS_LEAVES = {"gamma": "scale", "beta": "bias", "moving_mean": "mean", "moving_v
 def test_zoo_names_follow_mindspore_with_generic_leaf_rule():
     keys = set(weights.shapes(_abstract("hlg_mobile_zoo")))
     assert len(keys) == 393  # every stored parameter of the zoo checkpoint
-    for ms_name, ndim in [("patch_embed1.conv1.weight", 4), ("patch_embed1.norm1.moving_mean", 1),
-                          ("patch_embed1.conv.weight", 4), ("patch_embed3.norm.gamma", 1),
-                          ("pos_embed1", 3), ("pos_embed4", 3), ("cls", 3),
-                          ("block1_0.attn.to_q.weight", 2), ("block2_1.mlp.ff2.bias", 1),
-                          ("block1_1.spatial_smooth.0.4.moving_variance", 1),
-                          ("block4_1.norm0.beta", 1), ("norm.gamma", 1), ("head.weight", 2)]:
+    for ms_name, ndim in [
+        ("patch_embed1.conv1.weight", 4),
+        ("patch_embed1.norm1.moving_mean", 1),
+        ("patch_embed1.conv.weight", 4),
+        ("patch_embed3.norm.gamma", 1),
+        ("pos_embed1", 3),
+        ("pos_embed4", 3),
+        ("cls", 3),
+        ("block1_0.attn.to_q.weight", 2),
+        ("block2_1.mlp.ff2.bias", 1),
+        ("block1_1.spatial_smooth.0.4.moving_variance", 1),
+        ("block4_1.norm0.beta", 1),
+        ("norm.gamma", 1),
+        ("head.weight", 2),
+    ]:
         module, _, leaf = ms_name.rpartition(".")
         leaf = "kernel" if leaf == "weight" else _MS_LEAVES.get(leaf, leaf)
         assert (f"{module}.{leaf}" if module else leaf) in keys, (ms_name, ndim)
@@ -204,8 +238,11 @@ def test_zoo_with_another_class_count():
     assert registry.count_params(model) == info.num_params - 385 * 1000 + 385 * 10
     assert registry.count_params(_abstract("hlg_mobile_zoo")) == 6_768_201  # the zoo checkpoint
     graphdef, state = nnx.split(model)
-    out = jax.eval_shape(lambda s, x: nnx.merge(graphdef, s)(x), state,
-                         jax.ShapeDtypeStruct((2, 224, 224, 3), jnp.float32))
+    out = jax.eval_shape(
+        lambda s, x: nnx.merge(graphdef, s)(x),
+        state,
+        jax.ShapeDtypeStruct((2, 224, 224, 3), jnp.float32),
+    )
     assert out.shape == (2, 10) and out.dtype == jnp.float32
 
 
@@ -216,18 +253,31 @@ def test_dwconv_window_tokens_follow_the_official_h0_conv(dilated):
     computed here with torch on the windows our block forms, from the same weights."""
     import torch
 
-    block = hlg.HLGBlock(16, 16, 2, down_sample=False, dilated=dilated, global_only=False,
-                         drop_path=0.0, window_tokens="dwconv", dtype=jnp.float32,
-                         rngs=nnx.Rngs(0))
+    block = hlg.HLGBlock(
+        16,
+        16,
+        2,
+        down_sample=False,
+        dilated=dilated,
+        global_only=False,
+        drop_path=0.0,
+        window_tokens="dwconv",
+        dtype=jnp.float32,
+        rngs=nnx.Rngs(0),
+    )
     block.eval()
     s = jax.random.normal(jax.random.key(3), (2, 14, 14, 16))
     win_map, _, _, g = nnx.jit(lambda b, s: b.local(s))(block, s)
     win = np.asarray(hlg.window_partition(win_map, dilated))  # (N, 49, C), N = 2 * 4
     weight = layout.from_flax_layout(np.asarray(block.h0_conv.kernel[...]))  # (C, 1, 7, 7)
     x = torch.from_numpy(win).transpose(1, 2).reshape(win.shape[0], 16, 7, 7)
-    tokens = torch.nn.functional.conv2d(x, torch.from_numpy(weight),
-                                        torch.from_numpy(np.asarray(block.h0_conv.bias[...])),
-                                        stride=7, groups=16).reshape(2, 4, 16)
+    tokens = torch.nn.functional.conv2d(
+        x,
+        torch.from_numpy(weight),
+        torch.from_numpy(np.asarray(block.h0_conv.bias[...])),
+        stride=7,
+        groups=16,
+    ).reshape(2, 4, 16)
     expected = nnx.jit(lambda b, t: b.h0_norm(t))(block, jnp.asarray(tokens.numpy()))
     np.testing.assert_allclose(np.asarray(g), np.asarray(expected), atol=1e-5, rtol=1e-5)
     assert weight.shape == (16, 1, 7, 7)
@@ -238,4 +288,6 @@ def test_dwconv_variant_adds_only_h0_conv():
     extra = sorted(set(dw) - set(tiny))
     assert set(tiny) <= set(dw) and all(k.split(".")[2] == "h0_conv" for k in extra)
     # stages 1-3 (2 + 2 + 6 blocks) each hold one depthwise 7x7 conv with bias
-    assert len(extra) == 2 * 10 and registry.count_params(_abstract("hlg_tiny_dwconv")) == 11_131_824
+    assert (
+        len(extra) == 2 * 10 and registry.count_params(_abstract("hlg_tiny_dwconv")) == 11_131_824
+    )

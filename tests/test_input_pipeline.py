@@ -263,14 +263,17 @@ def test_synthetic_eval_masks_cover_the_split_once():
 
 
 AUGMENTED = dict(  # every host-side augmentation on, at the strength of the recipes
-    auto_augment="rand-m9-mstd0.5-inc1", color_jitter=0.4, random_erase=0.25, crop_min=0.05,
-    crop_max=0.9, ratio_min=0.5, ratio_max=2.0,
+    auto_augment="rand-m9-mstd0.5-inc1",
+    color_jitter=0.4,
+    random_erase=0.25,
+    crop_min=0.05,
+    crop_max=0.9,
+    ratio_min=0.5,
+    ratio_max=2.0,
 )
 
 
-@pytest.mark.parametrize(
-    "cache,augment", [(False, {}), (True, {}), (False, AUGMENTED)]
-)
+@pytest.mark.parametrize("cache,augment", [(False, {}), (True, {}), (False, AUGMENTED)])
 def test_resumed_run_sees_the_same_batches(tmp_path, tf, cache, augment):
     root = tmp_path / "folder"
     make_folder(root, {"train": {"a": 21, "b": 21}, "val": {"a": 1}}, seed=7)
@@ -282,8 +285,13 @@ def test_resumed_run_sees_the_same_batches(tmp_path, tf, cache, augment):
             input_pipeline.train_batches(data, start_step=start_step, **kwargs), 13 - start_step
         )
         for a, b in zip(reference[start_step:], resumed, strict=True):
-            assert a.keys() == b.keys() == ({"image", "label", "erase"} if "random_erase" in augment
-                                            else {"image", "label"})
+            assert (
+                a.keys()
+                == b.keys()
+                == (
+                    {"image", "label", "erase"} if "random_erase" in augment else {"image", "label"}
+                )
+            )
             for key in a:
                 np.testing.assert_array_equal(a[key], b[key])
 

@@ -25,8 +25,9 @@ REPRESENTATIVES = [n for n in ALL if n not in SAME_CODE_PATHS]
 def _tiered(names: list[str]) -> list:
     """Models that only take 224 px inputs (HLG) compile big graphs: the slow tier."""
     slow = pytest.mark.slow
-    return [pytest.param(n, marks=slow) if models.info(n).test_input_size >= 224 else n
-            for n in names]
+    return [
+        pytest.param(n, marks=slow) if models.info(n).test_input_size >= 224 else n for n in names
+    ]
 
 
 def _assert_published_count(name: str, model: nnx.Module) -> None:
@@ -178,9 +179,18 @@ def test_cheap_trace_batchnorm_equals_nnx(dtype) -> None:
     nnx.BatchNorm with the same settings: same outputs, updated statistics and gradients, in
     train and in eval mode."""
     x = jax.random.normal(jax.random.key(0), (4, 5, 5, 8)) * 3 + 1
-    pair = [nnx.BatchNorm(8, momentum=0.9, epsilon=1e-5, dtype=dtype, param_dtype=jnp.float32,
-                          use_fast_variance=False, rngs=nnx.Rngs(0)),
-            layers.batch_norm(8, dtype=dtype, rngs=nnx.Rngs(0))]
+    pair = [
+        nnx.BatchNorm(
+            8,
+            momentum=0.9,
+            epsilon=1e-5,
+            dtype=dtype,
+            param_dtype=jnp.float32,
+            use_fast_variance=False,
+            rngs=nnx.Rngs(0),
+        ),
+        layers.batch_norm(8, dtype=dtype, rngs=nnx.Rngs(0)),
+    ]
     assert type(pair[1]) is layers.BatchNorm
     for bn in pair:
         bn.scale.set_value(jnp.linspace(0.5, 1.5, 8))

@@ -54,10 +54,19 @@ def _torch_single_thread():
 
 
 def test_all_nine_variants_registered() -> None:
-    assert VARIANTS == sorted([
-        "hrnet_w18_small", "hrnet_w18_small_v2", "hrnet_w18", "hrnet_w30", "hrnet_w32",
-        "hrnet_w40", "hrnet_w44", "hrnet_w48", "hrnet_w64",
-    ])
+    assert VARIANTS == sorted(
+        [
+            "hrnet_w18_small",
+            "hrnet_w18_small_v2",
+            "hrnet_w18",
+            "hrnet_w30",
+            "hrnet_w32",
+            "hrnet_w40",
+            "hrnet_w44",
+            "hrnet_w48",
+            "hrnet_w64",
+        ]
+    )
 
 
 def _randomise_batchnorm(model: torch.nn.Module, gen: torch.Generator) -> None:
@@ -131,8 +140,10 @@ def test_odd_size_runs() -> None:
     assert features.shape == (1, 7, 8, 2048)  # ceil(200 / 32), ceil(230 / 32)
 
 
-@pytest.mark.parametrize(("source", "target"), [((7, 8), (14, 16)), ((13, 15), (25, 29)),
-                                                ((4, 6), (7, 17)), ((5, 5), (5, 5))])
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [((7, 8), (14, 16)), ((13, 15), (25, 29)), ((4, 6), (7, 17)), ((5, 5), (5, 5))],
+)
 def test_resize_nearest_matches_torch(source: tuple[int, int], target: tuple[int, int]) -> None:
     """The fuse upsample equals torch's 'nearest' (floor(dst * in / out)), integer factor or not;
     this is also MindSpore's ResizeNearestNeighbor rule."""

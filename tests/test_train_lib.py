@@ -41,18 +41,26 @@ def test_linear_schedule_matches_the_hrnet_zoo_recipe():
     c.train.batch_size = 128
     c.schedule.reference_batch_size = 128
     s = optim.create_schedule(c, steps_per_epoch=10, total_steps=120)
-    np.testing.assert_allclose([s(0), s(20), s(70), s(120)], [1e-4, 0.01, 0.005005, 1e-5], rtol=1e-4)
+    np.testing.assert_allclose(
+        [s(0), s(20), s(70), s(120)], [1e-4, 0.01, 0.005005, 1e-5], rtol=1e-4
+    )
 
 
 def test_step_schedule_decays_at_epoch_boundaries():
     c = _config(name="step", lr_max=0.05, boundaries_epochs=(3, 6), decay_factor=0.1)
     c.train.batch_size = 256
     s = optim.create_schedule(c, steps_per_epoch=10, total_steps=100)
-    np.testing.assert_allclose([s(29), s(30), s(59), s(60)], [0.05, 0.005, 0.005, 0.0005], rtol=1e-5)
+    np.testing.assert_allclose(
+        [s(29), s(30), s(59), s(60)], [0.05, 0.005, 0.005, 0.0005], rtol=1e-5
+    )
 
 
 def test_weight_decay_mask_skips_norms_and_biases():
-    params = {"conv.kernel": jnp.ones((3, 3, 4, 4)), "norm.scale": jnp.ones(4), "fc.bias": jnp.ones(4)}
+    params = {
+        "conv.kernel": jnp.ones((3, 3, 4, 4)),
+        "norm.scale": jnp.ones(4),
+        "fc.bias": jnp.ones(4),
+    }
     assert optim.decay_mask(params) == {"conv.kernel": True, "norm.scale": False, "fc.bias": False}
 
 
@@ -71,8 +79,18 @@ def test_rmsprop_uses_the_tf_mindspore_epsilon_placement():
 def _train(workdir, *overrides, devices: int = 1, timeout: int = 600) -> dict:
     env = {**os.environ, "JAX_NUM_CPU_DEVICES": str(devices), "JAX_PLATFORMS": "cpu"}
     proc = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "tests", "train_subprocess.py"), str(workdir), *overrides],
-        capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT)
+        [
+            sys.executable,
+            os.path.join(ROOT, "tests", "train_subprocess.py"),
+            str(workdir),
+            *overrides,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["devices"] == devices
@@ -85,11 +103,20 @@ def _train(workdir, *overrides, devices: int = 1, timeout: int = 600) -> dict:
 # piecewise constant, the same 1e-7 reduction-order noise after step 1 grows to 1.5e-4 in the
 # params by step 3, so they cannot show a 1e-5 agreement. A wrong BatchNorm synchronisation
 # changes the first forward pass by orders of magnitude more than 1e-5.
-SHORT = ("data.source='synthetic'", "data.synthetic_num_classes=10",
-         "data.synthetic_eval_examples=359", "train.steps=3", "train.batch_size=16",
-         "train.eval_batch_size=40", "train.checkpoint_every_steps=100", "train.tensorboard=False",
-         "model.drop_rate=0.0", "optim.name='sgd'", "schedule.lr_max=0.001",
-         "schedule.warmup_epochs=0.0")
+SHORT = (
+    "data.source='synthetic'",
+    "data.synthetic_num_classes=10",
+    "data.synthetic_eval_examples=359",
+    "train.steps=3",
+    "train.batch_size=16",
+    "train.eval_batch_size=40",
+    "train.checkpoint_every_steps=100",
+    "train.tensorboard=False",
+    "model.drop_rate=0.0",
+    "optim.name='sgd'",
+    "schedule.lr_max=0.001",
+    "schedule.warmup_epochs=0.0",
+)
 
 
 def _weights(out) -> dict[str, np.ndarray]:
@@ -150,12 +177,22 @@ def test_pmap_mode_equals_jit_on_one_device_and_runs_on_eight(tmp_path, one_devi
 @pytest.mark.slow
 @pytest.mark.xdist_group("subprocess_training")
 def test_resumed_run_ends_where_an_uninterrupted_run_ends(tmp_path):
-    steps = ("train.steps=6", "train.batch_size=16", "train.eval_batch_size=40",
-             "train.checkpoint_every_steps=3", "train.tensorboard=False")
+    steps = (
+        "train.steps=6",
+        "train.batch_size=16",
+        "train.eval_batch_size=40",
+        "train.checkpoint_every_steps=3",
+        "train.tensorboard=False",
+    )
     full = _train(tmp_path / "full", *steps)
-    _train(tmp_path / "split", *steps, "train.stop_after_steps=3")  # stops after the step-3 checkpoint
+    _train(
+        tmp_path / "split", *steps, "train.stop_after_steps=3"
+    )  # stops after the step-3 checkpoint
     resumed = _train(tmp_path / "split", *steps)
-    assert sorted(n for n in os.listdir(tmp_path / "split" / "checkpoints") if n.isdigit()) == ["3", "6"]
+    assert sorted(n for n in os.listdir(tmp_path / "split" / "checkpoints") if n.isdigit()) == [
+        "3",
+        "6",
+    ]
     _assert_close(_weights(full), _weights(resumed), atol=0.0)
     assert full["result"] == resumed["result"]
 
@@ -168,12 +205,15 @@ def _assert_one_line_error(proc, *needles):
     cli.assert_one_line_error(proc, *needles)
 
 
-@pytest.mark.parametrize("args, needles", [
-    (("--config.train.batch_sise=8",), ("batch_sise",)),
-    (("--config.train.batch_size=eight",), ("batch_size",)),
-    (("--config.optim.name=lamb",), ("optim.name", "sgd")),
-    (("--config.data.source=folder:/nonexistent/imagenet",), ("/nonexistent/imagenet",)),
-])
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (("--config.train.batch_sise=8",), ("batch_sise",)),
+        (("--config.train.batch_size=eight",), ("batch_size",)),
+        (("--config.optim.name=lamb",), ("optim.name", "sgd")),
+        (("--config.data.source=folder:/nonexistent/imagenet",), ("/nonexistent/imagenet",)),
+    ],
+)
 def test_bad_input_is_one_clear_line(tmp_path, args, needles):
     proc = _main("--config", "configs/demo.py", "--workdir", str(tmp_path / "w"), *args)
     _assert_one_line_error(proc, *needles)
@@ -184,8 +224,9 @@ def test_bad_input_is_one_clear_line(tmp_path, args, needles):
 def test_workdir_of_another_model_is_refused(one_device):
     workdir, _ = one_device
     before = sorted(p.relative_to(workdir) for p in workdir.rglob("*"))
-    proc = _main("--config", "configs/demo.py", "--workdir", str(workdir),
-                 "--config.model.name=hardnet68ds")
+    proc = _main(
+        "--config", "configs/demo.py", "--workdir", str(workdir), "--config.model.name=hardnet68ds"
+    )
     _assert_one_line_error(proc, "hardnet39ds", "another --workdir")
     assert sorted(p.relative_to(workdir) for p in workdir.rglob("*")) == before  # nothing touched
 
@@ -196,15 +237,36 @@ def test_two_processes_train_and_evaluate_together(tmp_path):
     """Multi-host through jax.distributed on localhost (gloo CPU collectives): 2 processes x 2
     devices each feed their own slice; both finish and agree; eval counts every image once."""
     port = 20000 + os.getpid() % 20000
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": "2",
-           "JAX_CPU_COLLECTIVES_IMPLEMENTATION": "gloo"}
-    args = ["--config", "configs/demo.py", "--workdir", str(tmp_path / "w"), "--distributed",
-            f"--coordinator_address=localhost:{port}", "--num_processes=2",
-            "--config.train.steps=2", "--config.train.batch_size=16",
-            "--config.train.eval_batch_size=40", "--config.train.tensorboard=False"]
-    procs = [subprocess.Popen([sys.executable, os.path.join(ROOT, "main.py"), *args,
-                               f"--process_id={i}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, env=env, cwd=ROOT) for i in range(2)]
+    env = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "JAX_NUM_CPU_DEVICES": "2",
+        "JAX_CPU_COLLECTIVES_IMPLEMENTATION": "gloo",
+    }
+    args = [
+        "--config",
+        "configs/demo.py",
+        "--workdir",
+        str(tmp_path / "w"),
+        "--distributed",
+        f"--coordinator_address=localhost:{port}",
+        "--num_processes=2",
+        "--config.train.steps=2",
+        "--config.train.batch_size=16",
+        "--config.train.eval_batch_size=40",
+        "--config.train.tensorboard=False",
+    ]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, os.path.join(ROOT, "main.py"), *args, f"--process_id={i}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=ROOT,
+        )
+        for i in range(2)
+    ]
     outs = []
     try:
         for p in procs:

@@ -24,7 +24,9 @@ def test_flatten_names_params_and_statistics(model):
     flat = models.weights.flatten(model)
     assert flat["base.0.conv.kernel"].shape == (3, 3, 3, 24)  # HWIO
     assert flat["base.14.3.kernel"].shape == (1024, 10)  # [in, out]
-    assert {"base.0.norm.scale", "base.0.norm.bias", "base.0.norm.mean", "base.0.norm.var"} <= set(flat)
+    assert {"base.0.norm.scale", "base.0.norm.bias", "base.0.norm.mean", "base.0.norm.var"} <= set(
+        flat
+    )
 
 
 def test_save_read_load_round_trip_is_bit_exact(model, tmp_path):

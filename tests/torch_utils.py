@@ -18,7 +18,9 @@ def randomize_batchnorm(module: torch.nn.Module, seed: int = 0) -> torch.nn.Modu
     return module.eval()
 
 
-def random_images(batch: int, height: int, width: int, seed: int = 0) -> tuple[torch.Tensor, np.ndarray]:
+def random_images(
+    batch: int, height: int, width: int, seed: int = 0
+) -> tuple[torch.Tensor, np.ndarray]:
     """The same random batch as NCHW torch and NHWC numpy."""
     x = torch.randn(batch, 3, height, width, generator=torch.Generator().manual_seed(seed))
     return x, x.numpy().transpose(0, 2, 3, 1).copy()

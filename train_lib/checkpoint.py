@@ -27,7 +27,9 @@ class Checkpointer:
         self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
         self.model_name, self.num_classes = model_name, num_classes
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep, create=True, enable_async_checkpointing=False,
+            max_to_keep=keep,
+            create=True,
+            enable_async_checkpointing=False,
             cleanup_tmp_directories=True,  # an interrupted save leaves nothing to trip over
         )
         self.manager = ocp.CheckpointManager(self.directory, options=options)
@@ -50,16 +52,20 @@ class Checkpointer:
         meta = {"model": self.model_name, "num_classes": self.num_classes, "step": int(step)}
         try:
             items = {k: ocp.args.StandardSave(v) for k, v in _items(weights, train).items()}
-            self.manager.save(step, args=ocp.args.Composite(
-                **items, meta=ocp.args.JsonSave(meta)), force=True)
+            self.manager.save(
+                step, args=ocp.args.Composite(**items, meta=ocp.args.JsonSave(meta)), force=True
+            )
         except Exception as e:  # noqa: BLE001  (orbax wraps tensorstore's errors in ValueError)
-            shutil.rmtree(os.path.join(self.directory, f"{step}.orbax-checkpoint-tmp"),
-                          ignore_errors=True)  # frees the space of the partial write
+            shutil.rmtree(
+                os.path.join(self.directory, f"{step}.orbax-checkpoint-tmp"), ignore_errors=True
+            )  # frees the space of the partial write
             raise CheckpointWriteError(step, self.directory, e) from None
 
     def check_model(self, step: int) -> None:
         """Refuses a workdir that holds another model's checkpoints (nothing is overwritten)."""
-        meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))[
+            "meta"
+        ]
         if (meta["model"], meta["num_classes"]) != (self.model_name, self.num_classes):
             raise UserError(
                 f"{self.directory} holds checkpoints of {meta['model']} with {meta['num_classes']} "
@@ -71,22 +77,31 @@ class Checkpointer:
         mesh, whatever the mesh it was saved from)."""
         self.check_model(step)
         items = _items(*_split(_abstract(target)))
-        restored = self.manager.restore(step, args=ocp.args.Composite(
-            **{k: ocp.args.StandardRestore(v) for k, v in items.items()}))
-        return {**restored["weights"], **restored["train"],
-                **({"ema": restored["ema"]} if "ema" in items else {})}
+        restored = self.manager.restore(
+            step,
+            args=ocp.args.Composite(**{k: ocp.args.StandardRestore(v) for k, v in items.items()}),
+        )
+        return {
+            **restored["weights"],
+            **restored["train"],
+            **({"ema": restored["ema"]} if "ema" in items else {}),
+        }
 
-    def restore_weights(self, step: int, target: dict[str, Any], *, ema: bool = False
-                        ) -> dict[str, Any]:
+    def restore_weights(
+        self, step: int, target: dict[str, Any], *, ema: bool = False
+    ) -> dict[str, Any]:
         """Restores {'params', 'batch_stats'} only (evaluation, export); their moving average
         (train.ema_decay) instead if `ema`."""
         self.check_model(step)
         item = "ema" if ema else "weights"
         if item not in self.manager.item_metadata(step):
-            raise UserError(f"the checkpoint of step {step} in {self.directory} holds no EMA "
-                            "weights (train.ema_decay was 0); unset export_ema")
-        restored = self.manager.restore(step, args=ocp.args.Composite(
-            **{item: ocp.args.StandardRestore(_abstract(target))}))
+            raise UserError(
+                f"the checkpoint of step {step} in {self.directory} holds no EMA "
+                "weights (train.ema_decay was 0); unset export_ema"
+            )
+        restored = self.manager.restore(
+            step, args=ocp.args.Composite(**{item: ocp.args.StandardRestore(_abstract(target))})
+        )
         return restored[item]
 
     def close(self) -> None:
@@ -104,15 +119,18 @@ class CheckpointWriteError(UserError):
         if "No space left on device" in text or "os_error_code='28'" in text:
             message = f"no space left on device while writing checkpoint {step} to {directory}"
         else:
-            message = (f"could not write checkpoint {step} to {directory} "
-                       f"({type(cause).__name__}: {' '.join(text.split())[:300]})")
+            message = (
+                f"could not write checkpoint {step} to {directory} "
+                f"({type(cause).__name__}: {' '.join(text.split())[:300]})"
+            )
         super().__init__(message)
 
 
 class _DropOrbaxTracebacks(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         from_orbax = f"{os.sep}orbax{os.sep}" in record.pathname or (
-            record.name == "asyncio" and f"{os.sep}orbax{os.sep}" in record.getMessage())
+            record.name == "asyncio" and f"{os.sep}orbax{os.sep}" in record.getMessage()
+        )
         return not (from_orbax and record.levelno >= logging.ERROR)
 
 

@@ -216,6 +216,8 @@ def check(
     # Recipe fields (mixup/cutmix, EMA, accumulation, loss scale): train_lib/recipes/checks.py.
     pmap = config.parallel.mode == "pmap"
     mixing_batch = config.train.batch_size // (device_count if pmap else 1)
-    if problem := recipe_checks.first_error(config, mixing_batch=mixing_batch, devices=device_count):
+    if problem := recipe_checks.first_error(
+        config, mixing_batch=mixing_batch, devices=device_count
+    ):
         raise UserError(problem)
     return caps

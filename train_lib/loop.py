@@ -32,8 +32,7 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float
 # --------------------------------------------------------------------------- setup
 def validate(config: ConfigDict) -> None:
     """Value checks the config's types cannot express; fail before anything runs or is written."""
-    config_checks.check(config, device_count=jax.device_count(),
-                        process_count=jax.process_count())
+    config_checks.check(config, device_count=jax.device_count(), process_count=jax.process_count())
 
 
 def _model_kwargs(config: ConfigDict) -> dict[str, Any]:
@@ -50,7 +49,9 @@ def _init_weights(config: ConfigDict) -> dict[str, np.ndarray] | None:
         return None
     flat, meta = models.weights.read(config.init_from)
     if meta.get("model") not in (None, config.model.name):
-        raise UserError(f"{config.init_from} holds {meta['model']} weights, not {config.model.name}")
+        raise UserError(
+            f"{config.init_from} holds {meta['model']} weights, not {config.model.name}"
+        )
     finite.check_weights(flat, config.init_from)
     return flat
 
@@ -62,9 +63,13 @@ def build_model(config: ConfigDict, fresh_head: bool = False) -> nnx.Module:
         if fresh_head:
             weights, skipped = finetune.split_head(config, weights, **_model_kwargs(config))
         model = models.create(
-            config.model.name, num_classes=config.model.num_classes,
-            dtype=DTYPES[config.model.dtype], rngs=nnx.Rngs(config.seed),
-            weights=None if skipped else weights, **_model_kwargs(config))
+            config.model.name,
+            num_classes=config.model.num_classes,
+            dtype=DTYPES[config.model.dtype],
+            rngs=nnx.Rngs(config.seed),
+            weights=None if skipped else weights,
+            **_model_kwargs(config),
+        )
         return finetune.load_body(model, weights) if skipped else model
     except models.weights.WeightsMismatchError as e:
         raise UserError(f"{config.init_from}: {e}") from None
@@ -82,8 +87,9 @@ def _eval_kwargs(config: ConfigDict) -> dict[str, Any]:
 
 def _dataset_info(config: ConfigDict) -> input_pipeline.DatasetInfo:
     data = input_pipeline.dataset_info(config.data)
-    error, note = recipe_checks.class_count(config.model.num_classes, data.num_classes,
-                                            config.data.source)
+    error, note = recipe_checks.class_count(
+        config.model.num_classes, data.num_classes, config.data.source
+    )
     if error:
         raise UserError(error)
     if note:
@@ -92,14 +98,19 @@ def _dataset_info(config: ConfigDict) -> input_pipeline.DatasetInfo:
 
 
 # --------------------------------------------------------------------------- evaluation
-def run_eval(config: ConfigDict, eval_step, params, batch_stats, sharding,
-             num_examples: int) -> dict[str, Any]:
+def run_eval(
+    config: ConfigDict, eval_step, params, batch_stats, sharding, num_examples: int
+) -> dict[str, Any]:
     """One pass over the eval split; every image counts exactly once (padding is masked).
     The result holds the confusion matrix as an array under "confusion" (see _report_eval)."""
     batch_size = config.train.eval_batch_size or config.train.batch_size
     batches = input_pipeline.eval_batches(
-        config.data, global_batch_size=batch_size, process_index=jax.process_index(),
-        process_count=jax.process_count(), **_eval_kwargs(config))
+        config.data,
+        global_batch_size=batch_size,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+        **_eval_kwargs(config),
+    )
     total = None
     for batch in mesh_lib.prefetch_to_device(batches, sharding, config.data.prefetch):
         total = steps.accumulate(total, eval_step(params, batch_stats, batch))
@@ -111,8 +122,13 @@ def run_eval(config: ConfigDict, eval_step, params, batch_stats, sharding,
     count = int(round(total.pop("count")))
     if count != num_examples:
         raise RuntimeError(f"evaluated {count} images, the split has {num_examples}")
-    return {"loss": total["loss"] / count, "top1": total["top1"] / count,
-            "top5": total["top5"] / count, "examples": count, "confusion": confusion}
+    return {
+        "loss": total["loss"] / count,
+        "top1": total["top1"] / count,
+        "top5": total["top5"] / count,
+        "examples": count,
+        "confusion": confusion,
+    }
 
 
 def _report_eval(workdir: str, result: dict[str, Any], class_names, **extra: Any) -> None:
@@ -124,8 +140,9 @@ def _report_eval(workdir: str, result: dict[str, Any], class_names, **extra: Any
 
 
 # --------------------------------------------------------------------------- training
-def train_and_evaluate(config: ConfigDict, workdir: str, *,
-                       allow_config_change: bool = False) -> dict[str, float]:
+def train_and_evaluate(
+    config: ConfigDict, workdir: str, *, allow_config_change: bool = False
+) -> dict[str, float]:
     """Trains (resuming from the latest committed checkpoint in workdir) and evaluates.
 
     Resuming checkpoints trained with a config that differs in a result-changing key is refused
@@ -133,9 +150,12 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *,
     validate(config)
     run_config.check_workdir(workdir)
     data_info = _dataset_info(config)
-    ckpt = checkpoint.Checkpointer(workdir, keep=config.train.keep_checkpoints,
-                                   model_name=config.model.name,
-                                   num_classes=config.model.num_classes)
+    ckpt = checkpoint.Checkpointer(
+        workdir,
+        keep=config.train.keep_checkpoints,
+        model_name=config.model.name,
+        num_classes=config.model.num_classes,
+    )
     try:
         start = ckpt.latest_step()
         if start is not None:  # refused before anything is written or built
@@ -148,16 +168,22 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *,
         data_sharding, replicated = mesh_lib.data_sharding(mesh), mesh_lib.replicated(mesh)
         split = SplitModel(build_model(config, fresh_head=True))
         per_epoch = optim.steps_per_epoch(
-            config.data.num_train_examples or data_info.num_train_examples, config.train.batch_size)
+            config.data.num_train_examples or data_info.num_train_examples, config.train.batch_size
+        )
         num_steps = optim.total_steps(config, per_epoch)
         schedule = optim.create_schedule(config, per_epoch, num_steps)
         tx = finetune.create_optimizer(config, schedule, split.initial_params, per_epoch)
         state = TrainState(
-            step=jnp.zeros((), jnp.int32), params=split.initial_params,
-            batch_stats=split.initial_stats, opt_state=tx.init(split.initial_params),
+            step=jnp.zeros((), jnp.int32),
+            params=split.initial_params,
+            batch_stats=split.initial_stats,
+            opt_state=tx.init(split.initial_params),
             rng=jax.random.key_data(jax.random.key(config.seed)),
-            ema=ema_lib.init(split.initial_params, split.initial_stats) if config.train.ema_decay else None,
-            loss_scale=loss_scale_lib.init() if config.model.dtype == "float16" else None)
+            ema=ema_lib.init(split.initial_params, split.initial_stats)
+            if config.train.ema_decay
+            else None,
+            loss_scale=loss_scale_lib.init() if config.model.dtype == "float16" else None,
+        )
         state = jax.device_put(state, replicated)
         if start is not None:
             state = TrainState.from_dict(ckpt.restore(start, state.as_dict()))
@@ -165,17 +191,28 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *,
         start = int(start or 0)
 
         train_step = steps.make_train_step(
-            split, tx, label_smoothing=config.train.label_smoothing, mesh=mesh,
-            mode=config.parallel.mode, label_smoothing_mode=config.train.label_smoothing_mode,
+            split,
+            tx,
+            label_smoothing=config.train.label_smoothing,
+            mesh=mesh,
+            mode=config.parallel.mode,
+            label_smoothing_mode=config.train.label_smoothing_mode,
             mixup=mixup_rule.spec(config),
-            ema_decay=config.train.ema_decay, ema_warmup=config.train.ema_warmup,
+            ema_decay=config.train.ema_decay,
+            ema_warmup=config.train.ema_warmup,
             accum_steps=config.train.accum_steps,
-            **_preprocessing(config))
+            **_preprocessing(config),
+        )
         eval_step = steps.make_eval_step(split, **_preprocessing(config))
         batches = input_pipeline.train_batches(
-            config.data, global_batch_size=config.train.batch_size, seed=config.seed,
-            start_step=start, process_index=jax.process_index(), process_count=jax.process_count(),
-            interpolation=config.data.interpolation or models.info(config.model.name).interpolation)
+            config.data,
+            global_batch_size=config.train.batch_size,
+            seed=config.seed,
+            start_step=start,
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
+            interpolation=config.data.interpolation or models.info(config.model.name).interpolation,
+        )
         batches = mesh_lib.prefetch_to_device(batches, data_sharding, config.data.prefetch)
     except BaseException:
         ckpt.close()  # see Checkpointer.close: exiting on this error must not race orbax's threads
@@ -198,14 +235,20 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *,
             if step % config.train.log_every_steps == 0 or step == last_step:
                 sums = mesh_lib.fetch_replicated(sums)  # the only host sync of the loop
                 elapsed = time.perf_counter() - window_start
-                row = {"loss": sums["loss"] / sums["count"], "top1": sums["top1"] / sums["count"],
-                       "lr": float(schedule(step - 1)),
-                       "img_per_s": window_steps * config.train.batch_size / elapsed}
+                row = {
+                    "loss": sums["loss"] / sums["count"],
+                    "top1": sums["top1"] / sums["count"],
+                    "lr": float(schedule(step - 1)),
+                    "img_per_s": window_steps * config.train.batch_size / elapsed,
+                }
                 if not np.isfinite(row["loss"]):
                     raise finite.diverged(step, ckpt.committed_step(), ckpt.directory)
                 writer.write(step, "train", row)
-                bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.3g}",
-                                img_s=f"{row['img_per_s']:.0f}")
+                bar.set_postfix(
+                    loss=f"{row['loss']:.4f}",
+                    lr=f"{row['lr']:.3g}",
+                    img_s=f"{row['img_per_s']:.0f}",
+                )
                 sums, window_start, window_steps = None, time.perf_counter(), 0
             bar.update(1)
             if step % config.train.checkpoint_every_steps == 0 or step == last_step:
@@ -217,24 +260,43 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *,
                     config_stored = True
                 ckpt.save(step, state.as_dict())
             if step % eval_every == 0 or step == num_steps:
-                result = run_eval(config, eval_step, state.params, state.batch_stats,
-                                  data_sharding, data_info.num_eval_examples)
+                result = run_eval(
+                    config,
+                    eval_step,
+                    state.params,
+                    state.batch_stats,
+                    data_sharding,
+                    data_info.num_eval_examples,
+                )
                 _report_eval(workdir, result, data_info.class_names, step=step)
                 writer.write(step, "eval", result)
                 if state.ema is not None:  # train.ema_decay: the average gets its own row
-                    ema_result = run_eval(config, eval_step, state.ema["params"],
-                                          state.ema["batch_stats"], data_sharding,
-                                          data_info.num_eval_examples)
+                    ema_result = run_eval(
+                        config,
+                        eval_step,
+                        state.ema["params"],
+                        state.ema["batch_stats"],
+                        data_sharding,
+                        data_info.num_eval_examples,
+                    )
                     ema_result.pop("confusion", None)  # the report file is the raw weights'
                     writer.write(step, "eval_ema", ema_result)
-                bar.write(f"step {step}/{num_steps} eval: top1 {result['top1']:.4f} "
-                          f"top5 {result['top5']:.4f} loss {result['loss']:.4f} "
-                          f"({result['examples']} images)")
+                bar.write(
+                    f"step {step}/{num_steps} eval: top1 {result['top1']:.4f} "
+                    f"top5 {result['top5']:.4f} loss {result['loss']:.4f} "
+                    f"({result['examples']} images)"
+                )
         if last_step < num_steps:
             bar.write(f"stopped after step {last_step} of {num_steps}; run again to resume")
         elif start >= num_steps:
-            result = run_eval(config, eval_step, state.params, state.batch_stats, data_sharding,
-                              data_info.num_eval_examples)
+            result = run_eval(
+                config,
+                eval_step,
+                state.params,
+                state.batch_stats,
+                data_sharding,
+                data_info.num_eval_examples,
+            )
             _report_eval(workdir, result, data_info.class_names, step=start)
     finally:
         bar.close()
@@ -251,21 +313,29 @@ def train_and_evaluate(config: ConfigDict, workdir: str, *,
 # --------------------------------------------------------------------------- eval / export
 def _latest_weights(config: ConfigDict, workdir: str) -> dict[str, np.ndarray]:
     """Params and BN statistics of the latest checkpoint, as canonical flat numpy arrays."""
-    ckpt = checkpoint.Checkpointer(workdir, keep=config.train.keep_checkpoints,
-                                   model_name=config.model.name,
-                                   num_classes=config.model.num_classes)
+    ckpt = checkpoint.Checkpointer(
+        workdir,
+        keep=config.train.keep_checkpoints,
+        model_name=config.model.name,
+        num_classes=config.model.num_classes,
+    )
     try:
         step = ckpt.latest_step()
         if step is None:
-            raise UserError(f"no checkpoint in {ckpt.directory}; train first or pass "
-                            "--config.init_from=FILE.safetensors")
-        abstract = SplitModel(registry.abstract(config.model.name,
-                                                num_classes=config.model.num_classes,
-                                                **_model_kwargs(config)))
+            raise UserError(
+                f"no checkpoint in {ckpt.directory}; train first or pass "
+                "--config.init_from=FILE.safetensors"
+            )
+        abstract = SplitModel(
+            registry.abstract(
+                config.model.name, num_classes=config.model.num_classes, **_model_kwargs(config)
+            )
+        )
         replicated = mesh_lib.replicated(mesh_lib.make_mesh())
         target = jax.tree.map(
             lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
-            {"params": abstract.initial_params, "batch_stats": abstract.initial_stats})
+            {"params": abstract.initial_params, "batch_stats": abstract.initial_stats},
+        )
         restored = ckpt.restore_weights(step, target, ema=config.export_ema)
     finally:
         ckpt.close()
@@ -282,17 +352,29 @@ def evaluate(config: ConfigDict, workdir: str) -> dict[str, float]:
     if config.init_from:
         model = build_model(config)
     else:
-        model = models.create(config.model.name, num_classes=config.model.num_classes,
-                              dtype=DTYPES[config.model.dtype],
-                              weights=_latest_weights(config, workdir), **_model_kwargs(config))
+        model = models.create(
+            config.model.name,
+            num_classes=config.model.num_classes,
+            dtype=DTYPES[config.model.dtype],
+            weights=_latest_weights(config, workdir),
+            **_model_kwargs(config),
+        )
     split = SplitModel(model)
     mesh = mesh_lib.make_mesh()
-    params, stats = jax.device_put((split.initial_params, split.initial_stats),
-                                   mesh_lib.replicated(mesh))
-    result = run_eval(config, steps.make_eval_step(split, **_preprocessing(config)), params, stats,
-                      mesh_lib.data_sharding(mesh), data_info.num_eval_examples)
-    _report_eval(workdir, result, data_info.class_names,
-                 weights=config.init_from or "latest checkpoint")
+    params, stats = jax.device_put(
+        (split.initial_params, split.initial_stats), mesh_lib.replicated(mesh)
+    )
+    result = run_eval(
+        config,
+        steps.make_eval_step(split, **_preprocessing(config)),
+        params,
+        stats,
+        mesh_lib.data_sharding(mesh),
+        data_info.num_eval_examples,
+    )
+    _report_eval(
+        workdir, result, data_info.class_names, weights=config.init_from or "latest checkpoint"
+    )
     return result
 
 
@@ -306,5 +388,3 @@ def export(config: ConfigDict, workdir: str) -> str:
     if jax.process_index() == 0:
         models.weights.save(model, path)
     return path
-
-

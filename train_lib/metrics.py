@@ -73,5 +73,11 @@ def progress_bar(total: int, initial: int):
     """A tqdm bar on process 0 (disabled elsewhere); its ETA is the run's ETA."""
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True,
-                disable=jax.process_index() != 0, mininterval=1.0)
+    return tqdm(
+        total=total,
+        initial=initial,
+        unit="step",
+        dynamic_ncols=True,
+        disable=jax.process_index() != 0,
+        mininterval=1.0,
+    )

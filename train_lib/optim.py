@@ -19,12 +19,18 @@ from train_lib.recipes import weight_decay as decay_rule
 def create_schedule(config: ConfigDict, steps_per_epoch: int, total_steps: int) -> optax.Schedule:
     """train_lib.lr_schedule (shared with the MindSpore side) as an optax schedule."""
     if config.schedule.name not in SCHEDULES:
-        raise UserError(f"schedule.name={config.schedule.name!r}; choose one of {', '.join(SCHEDULES)}")
+        raise UserError(
+            f"schedule.name={config.schedule.name!r}; choose one of {', '.join(SCHEDULES)}"
+        )
 
     def schedule(count):
         return lr_schedule.learning_rate(
-            count, config, steps_per_epoch=steps_per_epoch, total_steps=total_steps,
-            global_batch=config.train.batch_size, xp=jnp,
+            count,
+            config,
+            steps_per_epoch=steps_per_epoch,
+            total_steps=total_steps,
+            global_batch=config.train.batch_size,
+            xp=jnp,
         )
 
     return schedule
@@ -34,8 +40,12 @@ def decay_mask(params: dict, family: str | None = None) -> dict:
     """Which leaves get weight decay (recipes.weight_decay): every kernel (ndim > 1), except the
     family's no_weight_decay names; never norm scales/biases or biases. Leaves another group
     owns (optax.MaskedNode under multi_transform: a fine-tuned backbone) stay as they are."""
-    return {name: decay_rule.decayed(name, p.ndim, family=family, decay_norm_and_bias=False)
-            if hasattr(p, "ndim") else p for name, p in params.items()}
+    return {
+        name: decay_rule.decayed(name, p.ndim, family=family, decay_norm_and_bias=False)
+        if hasattr(p, "ndim")
+        else p
+        for name, p in params.items()
+    }
 
 
 def create_optimizer(config: ConfigDict, schedule: optax.Schedule) -> optax.GradientTransformation:
@@ -48,8 +58,16 @@ def create_optimizer(config: ConfigDict, schedule: optax.Schedule) -> optax.Grad
     if config.train.grad_clip_norm:
         chain.append(optax.clip_by_global_norm(config.train.grad_clip_norm))
     if o.name == "adamw":
-        chain.append(optax.adamw(schedule, b1=o.adam_b1, b2=o.adam_b2, eps=o.adam_eps,
-                                 weight_decay=o.weight_decay, mask=mask))
+        chain.append(
+            optax.adamw(
+                schedule,
+                b1=o.adam_b1,
+                b2=o.adam_b2,
+                eps=o.adam_eps,
+                weight_decay=o.weight_decay,
+                mask=mask,
+            )
+        )
         return optax.chain(*chain)
     # SGD and RMSProp take L2 decay on the gradient, as PyTorch, TF and MindSpore do.
     if o.weight_decay:
@@ -60,8 +78,11 @@ def create_optimizer(config: ConfigDict, schedule: optax.Schedule) -> optax.Grad
         # TF/MindSpore/timm RMSpropTF: eps inside the sqrt, mean square starting at 1, and the lr
         # inside the momentum (mom = m * mom + lr * g / rms; optax.rmsprop applies the lr after
         # it, which differs once the lr changes between steps).
-        chain.append(optax.scale_by_rms(decay=o.rmsprop_decay, eps=o.eps, eps_in_sqrt=True,
-                                        initial_scale=1.0))
+        chain.append(
+            optax.scale_by_rms(
+                decay=o.rmsprop_decay, eps=o.eps, eps_in_sqrt=True, initial_scale=1.0
+            )
+        )
         chain.append(optax.scale_by_learning_rate(schedule))
         if o.momentum:
             chain.append(optax.trace(decay=o.momentum))
@@ -78,4 +99,8 @@ def steps_per_epoch(num_train_examples: int, batch_size: int) -> int:
 
 
 def total_steps(config: ConfigDict, per_epoch: int) -> int:
-    return int(config.train.steps) if config.train.steps else int(math.ceil(config.train.epochs * per_epoch))
+    return (
+        int(config.train.steps)
+        if config.train.steps
+        else int(math.ceil(config.train.epochs * per_epoch))
+    )

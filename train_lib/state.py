@@ -53,12 +53,24 @@ class SplitModel:
         self.initial_params = self._params.flatten(params)
         self.initial_stats = self._stats.flatten(stats)
 
-    def apply(self, params: dict, stats: dict, images: jax.Array, *, train: bool,
-              rng: jax.Array | None = None) -> tuple[jax.Array, dict]:
+    def apply(
+        self,
+        params: dict,
+        stats: dict,
+        images: jax.Array,
+        *,
+        train: bool,
+        rng: jax.Array | None = None,
+    ) -> tuple[jax.Array, dict]:
         """Logits and the updated BatchNorm statistics (unchanged in eval mode)."""
         rngs = self.rngs if rng is None else _reseed(self.rngs, rng)
-        model = nnx.merge(self.graphdef, self._params.unflatten(params),
-                          self._stats.unflatten(stats), rngs, copy=True)
+        model = nnx.merge(
+            self.graphdef,
+            self._params.unflatten(params),
+            self._stats.unflatten(stats),
+            rngs,
+            copy=True,
+        )
         model.train() if train else model.eval()
         logits = model(images)
         return logits, self._stats.flatten(nnx.state(model, nnx.BatchStat))
@@ -87,10 +99,16 @@ class TrainState:
     loss_scale: Any = None  # fp16 dynamic loss scale (train_lib.loss_scale); None = off
 
     def as_dict(self) -> dict[str, Any]:
-        d = {"step": self.step, "params": self.params, "batch_stats": self.batch_stats,
-             "opt_state": self.opt_state, "rng": self.rng}
-        return d | {k: v for k, v in (("ema", self.ema), ("loss_scale", self.loss_scale))
-                    if v is not None}
+        d = {
+            "step": self.step,
+            "params": self.params,
+            "batch_stats": self.batch_stats,
+            "opt_state": self.opt_state,
+            "rng": self.rng,
+        }
+        return d | {
+            k: v for k, v in (("ema", self.ema), ("loss_scale", self.loss_scale)) if v is not None
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainState:

@@ -25,8 +25,9 @@ def normalize(images: jax.Array, mean, std, dtype) -> jax.Array:
     return x.astype(dtype)
 
 
-def cross_entropy(logits: jax.Array, labels: jax.Array, smoothing: float,
-                  mode: str = "uniform") -> jax.Array:
+def cross_entropy(
+    logits: jax.Array, labels: jax.Array, smoothing: float, mode: str = "uniform"
+) -> jax.Array:
     """Per-example softmax CE in float32 with label smoothing: 'uniform' spreads a over all K
     classes (optax, timm), 'others' puts a / (K - 1) on every other class (MindSpore zoo)."""
     logits = logits.astype(jnp.float32)
@@ -57,11 +58,22 @@ def _micro_batches(x: jax.Array, k: int) -> jax.Array:
     return jnp.swapaxes(x.reshape(x.shape[0] // k, k, *x.shape[1:]), 0, 1)
 
 
-def make_train_step(split: SplitModel, tx: optax.GradientTransformation, *, mean, std, dtype,
-                    label_smoothing: float, mesh: Mesh, mode: str = "jit",
-                    mixup: MixupSpec | None = None, ema_decay: float = 0.0,
-                    ema_warmup: bool = False, accum_steps: int = 1,
-                    label_smoothing_mode: str = "uniform"):
+def make_train_step(
+    split: SplitModel,
+    tx: optax.GradientTransformation,
+    *,
+    mean,
+    std,
+    dtype,
+    label_smoothing: float,
+    mesh: Mesh,
+    mode: str = "jit",
+    mixup: MixupSpec | None = None,
+    ema_decay: float = 0.0,
+    ema_warmup: bool = False,
+    accum_steps: int = 1,
+    label_smoothing_mode: str = "uniform",
+):
     """Returns step(state, batch) -> (state, metric sums); state is donated.
 
     With `mixup` enabled the batch is mixed on device and the loss takes the soft targets. With
@@ -83,8 +95,9 @@ def make_train_step(split: SplitModel, tx: optax.GradientTransformation, *, mean
             images = erasing.apply(images, batch["erase"], rng)
         labels, targets = batch["label"], None
         if mixing:  # after erasing, as timm (per-image transforms, then the batch is mixed)
-            images, targets = mixup_lib.apply(rng, mixup, images, labels, split.num_classes,
-                                              label_smoothing)
+            images, targets = mixup_lib.apply(
+                rng, mixup, images, labels, split.num_classes, label_smoothing
+            )
         images = images.astype(dtype)
         scale = None if state.loss_scale is None else state.loss_scale["scale"]
 
@@ -94,35 +107,45 @@ def make_train_step(split: SplitModel, tx: optax.GradientTransformation, *, mean
                 if mixing:
                     loss = soft_cross_entropy(logits, targets).mean()
                 else:
-                    loss = cross_entropy(logits, labels, label_smoothing,
-                                         label_smoothing_mode).mean()
+                    loss = cross_entropy(
+                        logits, labels, label_smoothing, label_smoothing_mode
+                    ).mean()
                 return (loss if scale is None else loss * scale), (loss, logits, new_stats)
 
             (_, (loss, logits, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-                state.params)
+                state.params
+            )
             n = jnp.asarray(labels.shape[0], jnp.float32)
-            metrics = {"loss": loss * n,
-                       "top1": _topk_correct(logits, labels, 1).sum().astype(jnp.float32),
-                       "count": n}
+            metrics = {
+                "loss": loss * n,
+                "top1": _topk_correct(logits, labels, 1).sum().astype(jnp.float32),
+                "count": n,
+            }
             return grads, new_stats, metrics
 
         if accum_steps == 1:
             grads, stats, metrics = grads_of(state.batch_stats, images, labels, targets, rng)
         else:
-            micro = jax.tree.map(lambda x: _micro_batches(x, accum_steps),
-                                 (images, labels, targets))
+            micro = jax.tree.map(
+                lambda x: _micro_batches(x, accum_steps), (images, labels, targets)
+            )
 
             def body(carry, xs):
                 grads_sum, stats, metrics_sum = carry
                 i, (mi, ml, mt) = xs
                 g, stats, m = grads_of(stats, mi, ml, mt, jax.random.fold_in(rng, i))
-                return (jax.tree.map(jnp.add, grads_sum, g), stats,
-                        jax.tree.map(jnp.add, metrics_sum, m)), None
+                return (
+                    jax.tree.map(jnp.add, grads_sum, g),
+                    stats,
+                    jax.tree.map(jnp.add, metrics_sum, m),
+                ), None
 
-            zeros = (jax.tree.map(jnp.zeros_like, state.params), state.batch_stats,
-                     {k: jnp.zeros((), jnp.float32) for k in ("loss", "top1", "count")})
-            (grads, stats, metrics), _ = jax.lax.scan(
-                body, zeros, (jnp.arange(accum_steps), micro))
+            zeros = (
+                jax.tree.map(jnp.zeros_like, state.params),
+                state.batch_stats,
+                {k: jnp.zeros((), jnp.float32) for k in ("loss", "top1", "count")},
+            )
+            (grads, stats, metrics), _ = jax.lax.scan(body, zeros, (jnp.arange(accum_steps), micro))
             grads = jax.tree.map(lambda g: g / accum_steps, grads)
         if scale is not None:
             grads = jax.tree.map(lambda g: g / scale, grads)
@@ -138,8 +161,10 @@ def make_train_step(split: SplitModel, tx: optax.GradientTransformation, *, mean
         if loss_scale is not None:  # an overflowing step changes nothing but the scale
             finite = loss_scale_lib.all_finite(grads)
             params, opt_state, stats = loss_scale_lib.select(
-                finite, (params, opt_state, stats),
-                (state.params, state.opt_state, state.batch_stats))
+                finite,
+                (params, opt_state, stats),
+                (state.params, state.opt_state, state.batch_stats),
+            )
             loss_scale = loss_scale_lib.adjust(loss_scale, finite)
             took_step = jnp.where(finite, 1.0, 0.0)
         ema = state.ema
@@ -148,8 +173,14 @@ def make_train_step(split: SplitModel, tx: optax.GradientTransformation, *, mean
             if took_step is not None:  # no averaging on a skipped step
                 decay = jnp.where(took_step > 0, decay, 1.0)
             ema = ema_lib.update(ema, params, stats, decay)
-        new_state = state.replace(step=state.step + 1, params=params, batch_stats=stats,
-                                  opt_state=opt_state, ema=ema, loss_scale=loss_scale)
+        new_state = state.replace(
+            step=state.step + 1,
+            params=params,
+            batch_stats=stats,
+            opt_state=opt_state,
+            ema=ema,
+            loss_scale=loss_scale,
+        )
         return new_state, metrics
 
     if per_device:

@@ -240,8 +240,15 @@ class HLGBlock(nn.Cell):
             self.spatial_smooth = nn.CellList([smoothing(dim)])
             if window_tokens == "dwconv":  # depthwise 7x7 stride 7, no padding
                 self.h0_conv = layers.conv2d(
-                    dim, dim, WINDOW, stride=WINDOW, groups=dim, bias=True, padding=0,
-                    weight_init=layers.TORCH_DEFAULT, bias_init=layers.torch_bias(WINDOW * WINDOW),
+                    dim,
+                    dim,
+                    WINDOW,
+                    stride=WINDOW,
+                    groups=dim,
+                    bias=True,
+                    padding=0,
+                    weight_init=layers.TORCH_DEFAULT,
+                    bias_init=layers.torch_bias(WINDOW * WINDOW),
                 )
         self.down_proj = InnerPatchEmbed(cin, dim, down_sample)
         self.q = dense(dim, dim)
@@ -350,8 +357,10 @@ class HLG(layers.Classifier):
     def forward_features(self, x):
         """NCHW images (B, 3, 224, 224) -> pooled (B, num_features)."""
         if x.shape[1] != 3 or x.shape[2] != INPUT_SIZE or x.shape[3] != INPUT_SIZE:
-            raise ValueError("HLG takes (B, 3, 224, 224) images only (its position biases are "
-                             "built for that size)")
+            raise ValueError(
+                "HLG takes (B, 3, 224, 224) images only (its position biases are "
+                "built for that size)"
+            )
         for stem in self.s0_conv:
             x = stem(x)
         x = nhwc(x)

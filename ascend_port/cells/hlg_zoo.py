@@ -236,8 +236,10 @@ class HLGZoo(layers.Classifier):
     def forward_features(self, x):
         """NCHW images (B, 3, 224, 224) -> (B, num_features): the normalised cls token."""
         if x.shape[1] != 3 or x.shape[2] != ZOO_INPUT_SIZE or x.shape[3] != ZOO_INPUT_SIZE:
-            raise ValueError("hlg_mobile_zoo takes (B, 3, 224, 224) images only (its position "
-                             "embeddings have fixed lengths)")
+            raise ValueError(
+                "hlg_mobile_zoo takes (B, 3, 224, 224) images only (its position "
+                "embeddings have fixed lengths)"
+            )
         stages = (
             (self.patch_embed1, self.pos_embed1, self.block1_0, self.block1_1),
             (self.patch_embed2, self.pos_embed2, self.block2_0, self.block2_1),

@@ -136,10 +136,7 @@ class HighResolutionModule(nn.Cell):
         super().__init__()
         self.num_branches = len(widths)
         self.branches = nn.CellList(
-            [
-                _make_layer(BasicBlock, c, c, n)
-                for c, n in zip(widths, num_blocks, strict=True)
-            ]
+            [_make_layer(BasicBlock, c, c, n) for c, n in zip(widths, num_blocks, strict=True)]
         )
         fuse = []
         for i, ci in enumerate(widths):
@@ -227,10 +224,7 @@ class HRNet(layers.Classifier):
                 self,
                 f"stage{s}",
                 nn.SequentialCell(
-                    [
-                        HighResolutionModule(widths, (cfg.blocks,) * s)
-                        for _ in range(num_modules)
-                    ]
+                    [HighResolutionModule(widths, (cfg.blocks,) * s) for _ in range(num_modules)]
                 ),
             )
             num_prev.append(len(prev))
@@ -239,10 +233,7 @@ class HRNet(layers.Classifier):
 
         head = [p * Bottleneck.expansion for p in HEAD_PLANES]
         self.incre_modules = nn.CellList(
-            [
-                _make_layer(Bottleneck, c, p, 1)
-                for c, p in zip(prev, HEAD_PLANES, strict=True)
-            ]
+            [_make_layer(Bottleneck, c, p, 1) for c, p in zip(prev, HEAD_PLANES, strict=True)]
         )
         self.downsamp_modules = nn.CellList(
             [_conv_bn(head[b], head[b + 1], 3, stride=2, bias=True, relu=True) for b in range(3)]

@@ -171,7 +171,9 @@ def hlg_mobile(num_classes: int = 1001) -> dict[str, tuple[int, ...]]:
             dense(f"{blk}.mlp.ff1", dim, dim * mlp[s])
             dense(f"{blk}.mlp.ff2", dim * mlp[s], dim)
             q = dim // 4
-            for idx, (a, b, k) in zip((0, 3, 6), ((dim, q, 1), (q, q, 3), (q, dim, 1)), strict=True):
+            for idx, (a, b, k) in zip(
+                (0, 3, 6), ((dim, q, 1), (q, q, 3), (q, dim, 1)), strict=True
+            ):
                 conv(f"{blk}.spatial_smooth.0.{idx}", a, b, k)
                 bn(f"{blk}.spatial_smooth.0.{idx + 1}", b)
         cin = d_model[s]
@@ -194,9 +196,7 @@ def zoo_params(model: str) -> dict[str, tuple[int, ...]]:
     raise KeyError(model)
 
 
-def training_entries(
-    model: str, params: dict[str, tuple[int, ...]]
-) -> dict[str, tuple[int, ...]]:
+def training_entries(model: str, params: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
     """What the zoo's train.py adds to a checkpoint: optimizer state and scalars.
 
     HarDNet: Model + nn.Momentum (moments.*). HRNet-W48: nn.RMSProp with momentum (mean_square.*,
