@@ -1,8 +1,6 @@
 """Start a run from weights trained for another class count: every weight but the classifier.
 
-The classifier is found by shape (the last 2-D weight whose rows are the cell's num_classes,
-with its bias), which holds for every family here; it stands in for the cells'
-reset_classifier interface.
+The classifier is found by the framework-free rule the JAX side uses (models/classifier.py).
 """
 
 from __future__ import annotations
@@ -17,21 +15,14 @@ from mindspore import nn
 from ascend_port import bridge
 from ascend_port import weights as msw
 from ascend_port.errors import UserError
+from models.classifier import classifier_keys as shared_classifier_keys
 from models.weights_check import check_compatible
 
 
 def classifier_keys(cell: nn.Cell) -> list[str]:
-    """MindSpore names of the classifier's parameters (weight and bias)."""
-    shapes = msw.cell_shapes(cell)
-    dense = [
-        k
-        for k, s in shapes.items()
-        if k.endswith(".weight") and len(s) == 2 and s[0] == cell.num_classes
-    ]
-    if not dense:
-        return []
-    prefix = dense[-1][: -len("weight")]
-    return [k for k in shapes if k.startswith(prefix) and "." not in k[len(prefix) :]]
+    """MindSpore names of the classifier's parameters (weight and bias): the JAX side's rule
+    (models/classifier.py) on MindSpore's [out, in] dense layout."""
+    return shared_classifier_keys(msw.cell_shapes(cell), cell.num_classes, out_axis=0)
 
 
 def _file_arrays(cell: nn.Cell, path: str) -> dict[str, np.ndarray]:
