@@ -8,6 +8,9 @@ one; on such a release the callers here fall back where they can and say so wher
 - orbax CheckpointManager `_maybe_await_cleanup_tmp_directory`: the manager starts its temp-dir
   cleanup in a thread when it opens and only save() waits for it, so a process that exits
   without saving printed "cannot schedule new futures after shutdown".
+- jax's distributed-runtime client (`jax._src.distributed.global_state.client`) and its
+  key-value store: train_lib.multihost's watchdog exchanges heartbeats through it, so a process
+  that dies mid-run is named in one line instead of the runtime's abort.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 from flax.nnx import Variable
 from flax.nnx.nn import normalization as _nnx_norm
 
-WRITTEN_FOR = {"flax": "0.12.8", "orbax-checkpoint": "0.12.8"}
+WRITTEN_FOR = {"flax": "0.12.8", "orbax-checkpoint": "0.12.8", "jax": "0.10.2"}
 
 # (module, attribute) of each private API used here.
 PRIVATE_APIS = (
@@ -27,6 +30,9 @@ PRIVATE_APIS = (
     ("flax.nnx.nn.normalization", "_normalize"),
     ("flax.nnx", "Variable._can_update"),
     ("orbax.checkpoint", "CheckpointManager._maybe_await_cleanup_tmp_directory"),
+    ("jax._src.distributed", "global_state.client"),
+    ("jax._src.lib", "_jax.DistributedRuntimeClient.key_value_set"),
+    ("jax._src.lib", "_jax.DistributedRuntimeClient.key_value_dir_get"),
 )
 
 
@@ -59,3 +65,16 @@ def await_orbax_tmp_cleanup(manager: Any) -> None:
     await_cleanup = getattr(manager, "_maybe_await_cleanup_tmp_directory", None)
     if await_cleanup is not None:
         await_cleanup()
+
+
+def distributed_client() -> Any | None:
+    """jax.distributed's key-value client once initialize() ran; None where this jax release
+    lacks it (or a method the watchdog needs), so callers fall back to the runtime's own
+    heartbeat."""
+    try:
+        state = importlib.import_module("jax._src.distributed").global_state
+    except ImportError:
+        return None
+    client = getattr(state, "client", None)
+    needed = ("key_value_set", "key_value_dir_get")
+    return client if all(hasattr(client, n) for n in needed) else None

@@ -482,6 +482,12 @@ def test_lost_process_ends_the_others_within_the_timeout(tmp_path, fault):
             f.close()
     assert code != 0
     assert time.monotonic() - start < 60
+    if fault == "dies mid-run":  # named by the watchdog, not the runtime's abort
+        err = (tmp_path / "p0.log").read_text()
+        assert code == 2, err[-2000:]
+        assert "Traceback" not in err
+        lines = [line for line in err.splitlines() if line.startswith("error:")]
+        assert lines == [lines[0]] and "process 1 of this run stopped answering" in lines[0], err
 
 
 def test_non_finite_weights_are_refused_by_eval_and_export_reads():

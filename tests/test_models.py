@@ -161,11 +161,12 @@ def test_contract(name):
         assert any(jax.tree.leaves(moved)), "train mode should update BatchNorm statistics"
 
 
-def test_private_flax_and_orbax_apis_are_still_there():
+def test_private_flax_orbax_and_jax_apis_are_still_there():
     """models/compat.py's workarounds need these; an upgrade that drops one fails here."""
     assert compat.missing() == [], (
         f"{compat.missing()} gone (written for {compat.WRITTEN_FOR}): revisit models/compat.py"
     )
+    assert compat.distributed_client() is None  # no jax.distributed.initialize in this process
 
 
 def test_unknown_model_names_the_choices():
