@@ -34,8 +34,10 @@ def describe(error: BaseException, timeout_s: int) -> str:
     text = " ".join(str(error).split())
     tasks = _tasks(text)
     who = f"process {tasks}" if tasks else "another process"
-    return (f"{who} of this run never joined or stopped answering (--distributed_timeout="
-            f"{timeout_s} s); this process {jax.process_index()} stops ({text[:240]})")
+    return (
+        f"{who} of this run never joined or stopped answering (--distributed_timeout="
+        f"{timeout_s} s); this process {jax.process_index()} stops ({text[:240]})"
+    )
 
 
 def initialize(*, timeout_s: int, **kwargs) -> None:
@@ -45,24 +47,33 @@ def initialize(*, timeout_s: int, **kwargs) -> None:
     try:
         # The runtime's own heartbeat deadline aborts the process with a stack dump; it is set
         # past ours so the watchdog below names the lost process first.
-        jax.distributed.initialize(initialization_timeout=timeout_s,
-                                   heartbeat_timeout_seconds=2 * timeout_s,
-                                   shutdown_timeout_seconds=timeout_s, **kwargs)
+        jax.distributed.initialize(
+            initialization_timeout=timeout_s,
+            heartbeat_timeout_seconds=2 * timeout_s,
+            shutdown_timeout_seconds=timeout_s,
+            **kwargs,
+        )
     except Exception as e:  # noqa: BLE001  (the runtime raises XlaRuntimeError and others)
         raise PeerLostError(describe(e, timeout_s)) from None
     client = compat.distributed_client()
     if client is None:
-        logging.warning("this jax has no distributed key-value client: a process lost mid-run "
-                        "ends the others by the runtime's abort")
+        logging.warning(
+            "this jax has no distributed key-value client: a process lost mid-run "
+            "ends the others by the runtime's abort"
+        )
         return
     _start_watchdog(client, timeout_s)
 
 
 def _lost(process: int, timeout_s: int) -> None:
     """Ends this process at once with one line (from a thread, so no exception would do)."""
-    print(f"error: process {process} of this run stopped answering (no heartbeat for "
-          f"{timeout_s} s, --distributed_timeout={timeout_s}); this process "
-          f"{jax.process_index()} stops", file=sys.stderr, flush=True)
+    print(
+        f"error: process {process} of this run stopped answering (no heartbeat for "
+        f"{timeout_s} s, --distributed_timeout={timeout_s}); this process "
+        f"{jax.process_index()} stops",
+        file=sys.stderr,
+        flush=True,
+    )
     os._exit(2)
 
 
@@ -98,8 +109,9 @@ def _watch(client, timeout_s: int, stop: threading.Event) -> None:
 
 def _start_watchdog(client, timeout_s: int) -> None:
     stop = threading.Event()
-    thread = threading.Thread(target=_watch, args=(client, timeout_s, stop), daemon=True,
-                              name="multihost-watchdog")
+    thread = threading.Thread(
+        target=_watch, args=(client, timeout_s, stop), daemon=True, name="multihost-watchdog"
+    )
     thread.start()
 
     def _finish() -> None:  # runs before jax's own atexit shutdown (registered earlier)
