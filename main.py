@@ -28,24 +28,34 @@ from ml_collections import config_flags  # noqa: E402
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).", lock_config=True)
 flags.DEFINE_string("workdir", None, "Checkpoints, metrics, TensorBoard events and exports.")
-flags.DEFINE_enum("mode", "train", ["train", "eval", "export", "predict", "benchmark", "analyze"],
-                  "train: train and evaluate; eval: evaluate the latest checkpoint or "
-                  "--config.init_from; export: write <workdir>/export/<model>.safetensors; "
-                  "predict: top-5 classes of --images; "
-                  "benchmark: step speed on synthetic data; analyze: params, MACs, CIO, memory.")
+flags.DEFINE_enum(
+    "mode",
+    "train",
+    ["train", "eval", "export", "predict", "benchmark", "analyze"],
+    "train: train and evaluate; eval: evaluate the latest checkpoint or "
+    "--config.init_from; export: write <workdir>/export/<model>.safetensors; "
+    "predict: top-5 classes of --images; "
+    "benchmark: step speed on synthetic data; analyze: params, MACs, CIO, memory.",
+)
 flags.DEFINE_string("images", None, "--mode=predict: image files and folders, comma-separated.")
 flags.DEFINE_string("predictions_json", "", "--mode=predict: also write the predictions here.")
 flags.DEFINE_bool("all", False, "--mode=analyze: every registered variant, not only the config's.")
-flags.DEFINE_bool("allow_config_change", False,
-                  "Resume checkpoints although the config differs from theirs in a key that "
-                  "changes the result (model, data, batch size, schedule, optimizer, seed).")
+flags.DEFINE_bool(
+    "allow_config_change",
+    False,
+    "Resume checkpoints although the config differs from theirs in a key that "
+    "changes the result (model, data, batch size, schedule, optimizer, seed).",
+)
 flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() first (multi-host).")
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (with --distributed).")
 flags.DEFINE_integer("num_processes", None, "Number of processes (with --distributed).")
 flags.DEFINE_integer("process_id", None, "This process's index (with --distributed).")
-flags.DEFINE_integer("distributed_timeout", 300,
-                     "Seconds to wait for every process to join, and after which a process that "
-                     "stopped answering counts as dead: the others then exit non-zero.")
+flags.DEFINE_integer(
+    "distributed_timeout",
+    300,
+    "Seconds to wait for every process to join, and after which a process that "
+    "stopped answering counts as dead: the others then exit non-zero.",
+)
 flags.mark_flags_as_required(["config"])
 _NO_WORKDIR_MODES = ("benchmark", "analyze")  # --workdir optional: where their JSON lines go
 
@@ -98,7 +108,13 @@ def _parse_flags(argv: list[str]) -> list[str]:
         if not isinstance(e, (AttributeError, KeyError, TypeError, ValueError)):
             raise
         # ml_collections raises these for unknown keys and locked-config type errors.
-        detail = str(e.args[0] if e.args else e).strip("'\"").replace("\\n", " ").replace("\n", " ").replace("\\'", "'")
+        detail = (
+            str(e.args[0] if e.args else e)
+            .strip("'\"")
+            .replace("\\n", " ")
+            .replace("\n", " ")
+            .replace("\\'", "'")
+        )
         overrides = [a for a in argv[1:] if a.startswith("--config.")]
         _fail(f"bad config override ({' '.join(overrides)}): {detail}")
 
@@ -113,8 +129,11 @@ def main(argv: list[str]) -> None:
     import jax
 
     if FLAGS.distributed:
-        kwargs = {k: getattr(FLAGS, k) for k in ("coordinator_address", "num_processes",
-                                                 "process_id") if getattr(FLAGS, k) is not None}
+        kwargs = {
+            k: getattr(FLAGS, k)
+            for k in ("coordinator_address", "num_processes", "process_id")
+            if getattr(FLAGS, k) is not None
+        }
         from train_lib import multihost
 
         try:
@@ -126,8 +145,13 @@ def main(argv: list[str]) -> None:
     if not jax.config.jax_compilation_cache_dir and FLAGS.mode not in _NO_WORKDIR_MODES:
         cache = os.path.join(os.path.dirname(os.path.abspath(FLAGS.workdir)), ".jax_cache")
         jax.config.update("jax_compilation_cache_dir", cache)
-    logging.info("process %d/%d, %d devices (%s)", jax.process_index(), jax.process_count(),
-                 jax.device_count(), jax.devices()[0].platform)
+    logging.info(
+        "process %d/%d, %d devices (%s)",
+        jax.process_index(),
+        jax.process_count(),
+        jax.device_count(),
+        jax.devices()[0].platform,
+    )
 
     from train_lib import loop
     from train_lib.errors import UserError
@@ -135,8 +159,9 @@ def main(argv: list[str]) -> None:
     config = FLAGS.config
     try:
         if FLAGS.mode == "train":
-            result = loop.train_and_evaluate(config, FLAGS.workdir,
-                                             allow_config_change=FLAGS.allow_config_change)
+            result = loop.train_and_evaluate(
+                config, FLAGS.workdir, allow_config_change=FLAGS.allow_config_change
+            )
         elif FLAGS.mode == "eval":
             result = loop.evaluate(config, FLAGS.workdir)
         elif FLAGS.mode == "predict":
@@ -158,8 +183,11 @@ def main(argv: list[str]) -> None:
     except (UserError, FileNotFoundError) as e:
         _fail(str(e))
     if jax.process_index() == 0:
-        print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
-                       for k, v in result.items()))
+        print(
+            " ".join(
+                f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items()
+            )
+        )
 
 
 if __name__ == "__main__":
