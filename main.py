@@ -60,7 +60,13 @@ flags.mark_flags_as_required(["config"])
 _NO_WORKDIR_MODES = ("benchmark", "analyze")  # --workdir optional: where their JSON lines go
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, stderr_fd: int | None = None) -> None:
+    """One line, exit 2. With `stderr_fd` (a failed checkpoint write muted fd 2, see
+    train_lib/checkpoint.py) the line goes there and the process ends at once."""
+    if stderr_fd is not None:
+        # on a line of its own: the progress bar's closing newline went to the muted fd 2
+        os.write(stderr_fd, f"\nerror: {message}\n".encode())
+        os._exit(2)
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
 
@@ -181,7 +187,7 @@ def main(argv: list[str]) -> None:
 
             result = analyze.run(config, FLAGS.workdir, all_variants=FLAGS.all)
     except (UserError, FileNotFoundError) as e:
-        _fail(str(e))
+        _fail(str(e), getattr(e, "stderr_fd", None))
     if jax.process_index() == 0:
         print(
             " ".join(

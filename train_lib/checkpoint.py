@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import sys
+import tempfile
 from typing import Any
 
 import jax
@@ -50,6 +51,8 @@ class Checkpointer:
         so evaluation and export restore the weights alone."""
         weights, train = _split(state)
         meta = {"model": self.model_name, "num_classes": self.num_classes, "step": int(step)}
+        captured = tempfile.TemporaryFile()
+        real_stderr = _redirect_stderr(os.dup(captured.fileno()))
         try:
             items = {k: ocp.args.StandardSave(v) for k, v in _items(weights, train).items()}
             self.manager.save(
@@ -59,7 +62,20 @@ class Checkpointer:
             shutil.rmtree(
                 os.path.join(self.directory, f"{step}.orbax-checkpoint-tmp"), ignore_errors=True
             )  # frees the space of the partial write
-            raise CheckpointWriteError(step, self.directory, e) from None
+            # fd 2 stays away from the terminal: the save's other writes keep printing
+            # tracebacks from tensorstore's threads; the caller prints one line to real_stderr.
+            _redirect_stderr(os.open(os.devnull, os.O_WRONLY))
+            error = CheckpointWriteError(step, self.directory, e)
+            error.stderr_fd = real_stderr
+            raise error from None
+        else:  # nothing is lost on success: what was written meanwhile goes to stderr now
+            os.dup2(real_stderr, 2)
+            os.close(real_stderr)
+            captured.seek(0)
+            if text := captured.read():
+                os.write(2, text)
+        finally:
+            captured.close()
 
     def check_model(self, step: int) -> None:
         """Refuses a workdir that holds another model's checkpoints (nothing is overwritten)."""
@@ -124,6 +140,18 @@ class CheckpointWriteError(UserError):
                 f"({type(cause).__name__}: {' '.join(text.split())[:300]})"
             )
         super().__init__(message)
+
+
+def _redirect_stderr(fd: int) -> int:
+    """Points fd 2 at `fd` (closed here) and returns a duplicate of what fd 2 was. A failed save
+    makes tensorstore's other writes of it print tracebacks from their own threads, through the
+    C API (past sys.excepthook and logging), while the save is still failing; so each save runs
+    with fd 2 captured."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(fd, 2)
+    os.close(fd)
+    return saved
 
 
 class _DropOrbaxTracebacks(logging.Filter):

@@ -64,6 +64,8 @@ NOT_RESULT_CHANGING = (
     "data.num_workers",
     "data.prefetch",
     "ascend",
+    "benchmark",
+    "export_ema",  # which weights --mode=export/eval read, not what training does
 )
 STORED_NAME = "config.json"  # next to the checkpoints: the config they were trained with
 
