@@ -49,3 +49,21 @@ def snapshot(directory: str | os.PathLike) -> dict[str, str]:
         rel = str(p.relative_to(root))
         out[rel] = "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
     return out
+
+
+def ascend_run_args(workdir: str | os.PathLike, data: str | os.PathLike, *extra: str) -> list[str]:
+    """Flags after `python -m ascend_port` for the small MindSpore runs: hardnet39ds on a 3-class
+    folder at 32 px, on CPU, in PyNative mode (no graph compiles for a few tiny steps)."""
+    return [
+        "--config",
+        "configs/base.py",
+        "--workdir",
+        str(workdir),
+        "--config.model.name=hardnet39ds",
+        "--config.model.num_classes=3",
+        "--config.data.image_size=32",
+        f"--config.data.source=folder:{data}",
+        "--config.ascend.device_target=CPU",
+        "--config.ascend.mode=pynative",
+        *extra,
+    ]

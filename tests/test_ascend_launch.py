@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from ascend_port.launch import __main__ as launch
+from tests import cli
 from tests.test_ascend_port import REPO, _image_folder, ascend_python
 
 RUN = [
@@ -168,22 +169,14 @@ def test_msrun_two_cpu_workers_train_data_parallel(tmp_path):
     python = ascend_python()
     _image_folder(tmp_path / "data")
     workdir = tmp_path / "run"
-    run = [
-        "--config",
-        "configs/base.py",
-        "--workdir",
-        str(workdir),
-        "--config.model.name=hardnet39ds",
-        "--config.model.num_classes=3",
-        "--config.data.image_size=32",
-        f"--config.data.source=folder:{tmp_path / 'data'}",
-        "--config.ascend.device_target=CPU",
-        "--config.ascend.mode=pynative",
+    run = cli.ascend_run_args(
+        workdir,
+        tmp_path / "data",
         "--config.train.batch_size=8",
         "--config.train.steps=2",
         "--config.train.log_every_steps=1",
         "--config.train.eval_every_epochs=100",
-    ]
+    )
     env = dict(os.environ, PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION="upb")
     proc = subprocess.run(
         [

@@ -32,6 +32,15 @@ def _main(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     )
 
 
+# hardnet39ds with 10 classes at 32 px: what the benchmark and analyze runs measure.
+TINY_HARDNET = (
+    "--config",
+    "configs/hardnet39ds.py",
+    "--config.model.num_classes=10",
+    "--config.data.image_size=32",
+)
+
+
 def _json_lines(stdout: str) -> list[dict]:
     return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
 
@@ -41,11 +50,8 @@ def _json_lines(stdout: str) -> list[dict]:
 def test_benchmark_mode_reports_every_field(tmp_path):
     proc = _main(
         "--mode=benchmark",
-        "--config",
-        "configs/hardnet39ds.py",
-        "--config.model.num_classes=10",
+        *TINY_HARDNET,
         "--config.train.batch_size=2",
-        "--config.data.image_size=32",
         "--config.benchmark.steps=2",
         "--config.benchmark.warmup_steps=1",
         "--config.benchmark.peak_tflops=1.0",
@@ -107,10 +113,7 @@ def test_peak_table_and_override():
 def test_analyze_mode_reports_every_field(tmp_path):
     proc = _main(
         "--mode=analyze",
-        "--config",
-        "configs/hardnet39ds.py",
-        "--config.model.num_classes=10",
-        "--config.data.image_size=32",
+        *TINY_HARDNET,
         f"--workdir={tmp_path}",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -8,9 +8,9 @@ import pytest
 from pytorchcv.model_provider import get_model as pytorchcv_model
 
 import models
-from models import layout, registry
+from models import registry
 from models.hardnet_arch import CONFIGS, block_output_layers, harmonic_layer
-from tests.torch_utils import random_images, randomize_batchnorm
+from tests.torch_utils import official_state_dict, random_images, randomize_batchnorm
 
 
 @pytest.mark.parametrize(
@@ -65,18 +65,6 @@ def _random_canonical(name: str) -> dict[str, np.ndarray]:
     return {k: rng.standard_normal(s).astype(np.float32) for k, s in shapes.items()}
 
 
-def _official_state_dict(flat: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Canonical weights under the authors' PyTorch names: the inverse of the generic leaf rules."""
-    leaves = {"kernel": "weight", "scale": "weight", "mean": "running_mean", "var": "running_var"}
-    sd = {}
-    for key, value in flat.items():
-        module, leaf = layout.split_key(key)
-        sd[f"{module}.{leaves.get(leaf, leaf)}"] = layout.from_flax_layout(value)
-        if leaf == "var":
-            sd[f"{module}.num_batches_tracked"] = np.zeros((), np.int64)
-    return sd
-
-
 # Key counts and sample keys of the official state dicts (spec 3.2, measured on hardnet.py).
 OFFICIAL = {
     "hardnet68": (
@@ -105,7 +93,7 @@ OFFICIAL = {
 def test_official_naming_round_trip(name):
     count, samples = OFFICIAL[name]
     original = _random_canonical(name)
-    sd = _official_state_dict(original)
+    sd = official_state_dict(original)
     assert len(sd) == count
     for key, shape in samples.items():
         assert sd[key].shape == shape, key

@@ -18,6 +18,7 @@ from flax import nnx
 
 import models
 from models import hlg, layout, registry, torch_import, weights
+from tests.torch_utils import official_state_dict
 
 
 @functools.cache
@@ -96,8 +97,8 @@ def test_dpb_on_offsets_equals_the_table_lookup():
     np.testing.assert_array_equal(local[8, 0], [1, 1])  # token 8 = (1, 1) minus token 0
 
 
-@pytest.mark.parametrize("dilated", [False, True])
-def test_local_attention_sees_only_its_window(dilated):
+def _small_block(dilated: bool, **kwargs) -> hlg.HLGBlock:
+    """One 16-channel, 2-head HLG block in eval mode (no down-sampling, no drop-path)."""
     block = hlg.HLGBlock(
         16,
         16,
@@ -108,8 +109,15 @@ def test_local_attention_sees_only_its_window(dilated):
         drop_path=0.0,
         dtype=jnp.float32,
         rngs=nnx.Rngs(0),
+        **kwargs,
     )
     block.eval()
+    return block
+
+
+@pytest.mark.parametrize("dilated", [False, True])
+def test_local_attention_sees_only_its_window(dilated):
+    block = _small_block(dilated)
     size, pixel = 14, (5, 9)
     s = jax.random.normal(jax.random.key(1), (1, size, size, 16))
 
@@ -180,13 +188,7 @@ def test_official_state_dict_converts_with_identity_rename():
     canonical = {
         k: rng.standard_normal(s).astype(np.float32) for k, s in weights.shapes(model).items()
     }
-    back = {"kernel": "weight", "scale": "weight", "mean": "running_mean", "var": "running_var"}
-    sd = {}
-    for key, value in canonical.items():
-        module, leaf = layout.split_key(key)
-        sd[f"{module}.{back.get(leaf, leaf)}"] = layout.from_flax_layout(value)
-        if leaf == "var":
-            sd[f"{module}.num_batches_tracked"] = np.zeros((), np.int64)
+    sd = official_state_dict(canonical)
     assert len(sd) == 626  # the official mobile state dict, buffers included
     flat = torch_import.torch_to_canonical("hlg_mobile", {"model_ema": sd})
     assert flat.keys() == canonical.keys()
@@ -253,19 +255,7 @@ def test_dwconv_window_tokens_follow_the_official_h0_conv(dilated):
     computed here with torch on the windows our block forms, from the same weights."""
     import torch
 
-    block = hlg.HLGBlock(
-        16,
-        16,
-        2,
-        down_sample=False,
-        dilated=dilated,
-        global_only=False,
-        drop_path=0.0,
-        window_tokens="dwconv",
-        dtype=jnp.float32,
-        rngs=nnx.Rngs(0),
-    )
-    block.eval()
+    block = _small_block(dilated, window_tokens="dwconv")
     s = jax.random.normal(jax.random.key(3), (2, 14, 14, 16))
     win_map, _, _, g = nnx.jit(lambda b, s: b.local(s))(block, s)
     win = np.asarray(hlg.window_partition(win_map, dilated))  # (N, 49, C), N = 2 * 4

@@ -128,15 +128,7 @@ def test_tfds_imagenet2012_prepared_from_manual_tars(tmp_path, tf):
 
     for process_count in (1, 2):
         masked = 0
-        for process_index in range(process_count):
-            batches = list(
-                input_pipeline.eval_batches(
-                    data,
-                    global_batch_size=4,
-                    process_index=process_index,
-                    process_count=process_count,
-                )
-            )
+        for batches in _eval_shards(data, 4, process_count):
             assert len(batches) == 2  # ceil(7 / 4) on every process
             for batch in batches:
                 assert batch["image"].shape == (4 // process_count, SIZE, SIZE, 3)
@@ -241,22 +233,27 @@ def test_eval_counts_every_image_once_over_processes(tmp_path, tf):
     assert not np.array_equal(explicit, default)
 
 
+def _eval_shards(data, global_batch_size: int, process_count: int) -> list[list[dict]]:
+    """The eval batches each of `process_count` processes reads, in process order."""
+    return [
+        list(
+            input_pipeline.eval_batches(
+                data,
+                global_batch_size=global_batch_size,
+                process_index=process_index,
+                process_count=process_count,
+            )
+        )
+        for process_index in range(process_count)
+    ]
+
+
 def test_synthetic_eval_masks_cover_the_split_once():
     data = data_config("synthetic", synthetic_eval_examples=23)
     for process_count in (1, 3):
-        total = 0
-        for process_index in range(process_count):
-            batches = list(
-                input_pipeline.eval_batches(
-                    data,
-                    global_batch_size=6,
-                    process_index=process_index,
-                    process_count=process_count,
-                )
-            )
-            assert len(batches) == 4
-            total += sum(int(b["mask"].sum()) for b in batches)
-        assert total == 23
+        shards = _eval_shards(data, 6, process_count)
+        assert [len(batches) for batches in shards] == [4] * process_count
+        assert sum(int(b["mask"].sum()) for batches in shards for b in batches) == 23
 
 
 # --- resume determinism -------------------------------------------------------------------------

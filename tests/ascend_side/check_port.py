@@ -27,6 +27,7 @@ from ascend_port import export as ms_export
 from ascend_port import weights as msw
 from models import canonical
 from models.weights_check import WeightsMismatchError
+from tests.ascend_side import results as check_results
 from tests.ascend_side import zoo_names
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -322,11 +323,7 @@ def main(d: str) -> None:
     if manifest.get("preprocess"):
         _record(results, "preprocess", lambda: eval_preprocessing(d, manifest["preprocess"]))
     results["compat_missing"] = compat.missing()
-    results["forbidden_modules"] = sorted(
-        m for m in ("jax", "flax", "tensorflow") if m in sys.modules
-    )
-    with open(os.path.join(d, "results.json"), "w") as f:
-        json.dump(results, f, indent=1)
+    check_results.write(d, results)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import mindspore.dataset as msds
 import numpy as np
 
 from ascend_port import data
+from tests.ascend_side import results as check_results
 from train_lib import lr_schedule
 
 
@@ -50,11 +51,7 @@ def main(d: str) -> None:
         )
         np.save(os.path.join(d, f"lrs_{name}.npy"), lrs)
         results["lrs"][name] = total
-    results["forbidden_modules"] = sorted(
-        m for m in ("jax", "flax", "tensorflow") if m in sys.modules
-    )
-    with open(os.path.join(d, "results.json"), "w") as f:
-        json.dump(results, f, indent=1)
+    check_results.write(d, results)
 
 
 if __name__ == "__main__":
