@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import models
 from tests.test_ascend_port import REPO, ascend_python
 from train_lib import mixup as jax_mixup
 from train_lib.recipes import mixup as rule
@@ -67,24 +68,7 @@ def mindspore_mixed(tmp_path_factory) -> dict[str, np.ndarray]:
         }
         for n, c in CASES.items()
     }
-    (tmp / "cases.json").write_text(json.dumps(cases))
-    env = dict(os.environ, PYTHONPATH=REPO, PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION="upb")
-    proc = subprocess.run(
-        [
-            ascend_python(),
-            os.path.join(REPO, "tests", "ascend_side", "check_recipes.py"),
-            "mixup",
-            str(tmp / "cases.json"),
-            str(tmp / "out.npz"),
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return dict(np.load(tmp / "out.npz"))
+    return _run_check(tmp, "mixup", cases, out="out.npz")
 
 
 def _smoothed(weights: np.ndarray) -> np.ndarray:
@@ -162,33 +146,55 @@ def _metrics(workdir) -> list[dict]:
     return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("subprocess_training")
 def test_resume_is_bit_exact_with_the_recipes_on(tmp_path):
-    """Mixup/cutmix draws come from the state's rng and step, the EMA is checkpointed, the
-    micro-batches are fixed: a run stopped and resumed ends on the same weights, raw and averaged,
-    bit for bit, as an uninterrupted one. In bfloat16: its end-to-end run. Both eval rows are
-    written. (Export of raw vs averaged weights: test_ema_of_a_constant_gradient_toy_...)"""
+    """Mixup/cutmix draws come from the state's rng and step, the EMA and the loss scale are
+    checkpointed, the micro-batches are fixed: a run stopped and resumed ends on the same
+    weights, raw and averaged, bit for bit, as an uninterrupted one, with the same train rows.
+    In float16: the dynamic loss scale starts at 2^15, which overflows on this model's first
+    steps; each skipped step halves it (logged per row) and the later steps move the weights.
+    Both eval rows are written. (Export of raw vs averaged weights: test_ema_of_a_constant_...)"""
     from tests.test_train_lib import _train, _weights
+    from tests.train_subprocess import config_from
+    from train_lib import loop, loss_scale
 
     steps = (
-        "train.steps=4",
+        "train.steps=6",
         "train.batch_size=16",
         "train.eval_batch_size=40",
-        "train.checkpoint_every_steps=2",
+        "train.checkpoint_every_steps=3",
+        "train.log_every_steps=1",
         "train.tensorboard=False",
         "train.eval_every_epochs=100",
         *RECIPE_OVERRIDES,
     )
     full = _train(tmp_path / "full", *steps, "export_ema=True")
-    _train(tmp_path / "split", *steps, "train.stop_after_steps=2")
+    at_3 = _weights(_train(tmp_path / "split", *steps, "train.stop_after_steps=3"))  # raw
     resumed = _train(tmp_path / "split", *steps, "export_ema=True")
     a, b = _weights(full), _weights(resumed)
     assert a.keys() == b.keys()
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
     assert full["result"] == resumed["result"]
-    rows = [(r["step"], r["split"]) for r in _metrics(tmp_path / "full") if "eval" in r["split"]]
-    assert rows == [(4, "eval"), (4, "eval_ema")]
+    rows = _metrics(tmp_path / "full")
+    assert [(r["step"], r["split"]) for r in rows if "eval" in r["split"]] == [
+        (6, "eval"),
+        (6, "eval_ema"),
+    ]
+    train_rows = [r for r in rows if r["split"] == "train"]
+    split_rows = [r for r in _metrics(tmp_path / "split") if r["split"] == "train"]
+    for r in (*train_rows, *split_rows):
+        r.pop("img_per_s")  # timing
+    assert train_rows == split_rows
+    scale = loss_scale.INITIAL_SCALE
+    for r in train_rows:  # halved on each skipped step, kept on an applied one (no growth yet)
+        scale = scale / 2 if r["skipped_steps"] else scale
+        assert r["loss_scale"] == scale and r["skipped_steps"] in (0, 1), train_rows
+    assert sum(r["skipped_steps"] for r in train_rows) < 6, train_rows
+    raw = models.weights.read(loop.export(config_from(steps), str(tmp_path / "full")))[0]
+    assert any(not np.array_equal(raw[k], at_3[k]) for k in raw), "no step moved the weights"
+    print([(r["step"], r["skipped_steps"], r["loss_scale"]) for r in train_rows])
 
 
 # --------------------------------------------------------------------------- weight decay
@@ -434,7 +440,14 @@ def test_fp16_overflow_skips_the_update_and_halves_the_scale():
 LOW_PRECISION_TOL = {"bfloat16": 1e-2, "float16": 3e-3}
 
 
-@pytest.mark.parametrize("name", ["hardnet39ds", "hrnet_w18_small", "hlg_mobile"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "hardnet39ds",
+        pytest.param("hrnet_w18_small", marks=pytest.mark.slow),  # three big compiles
+        pytest.param("hlg_mobile", marks=pytest.mark.slow),  # 224 px
+    ],
+)
 def test_low_precision_losses_agree_with_float32(name):
     """Same weights (params stay float32), same batch, train-mode loss (BatchNorm on batch
     statistics; dropout / drop-path masks from one key) in float32, bfloat16 and float16."""
@@ -469,7 +482,9 @@ def test_low_precision_losses_agree_with_float32(name):
 
 
 # --------------------------------------------------------------------------- MindSpore side
-def _run_check(tmp_path, what: str, cases: dict) -> dict:
+def _run_check(tmp_path, what: str, cases: dict, out: str = "out.json") -> dict:
+    """Runs tests/ascend_side/check_recipes.py WHAT on `cases` in the MindSpore interpreter;
+    returns what it wrote to tmp_path/out (.json, or .npz as a dict of arrays)."""
     (tmp_path / "cases.json").write_text(json.dumps(cases))
     env = dict(os.environ, PYTHONPATH=REPO, PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION="upb")
     proc = subprocess.run(
@@ -478,7 +493,7 @@ def _run_check(tmp_path, what: str, cases: dict) -> dict:
             os.path.join(REPO, "tests", "ascend_side", "check_recipes.py"),
             what,
             str(tmp_path / "cases.json"),
-            str(tmp_path / "out.json"),
+            str(tmp_path / out),
         ],
         cwd=REPO,
         env=env,
@@ -487,7 +502,9 @@ def _run_check(tmp_path, what: str, cases: dict) -> dict:
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads((tmp_path / "out.json").read_text())
+    if out.endswith(".npz"):
+        return dict(np.load(tmp_path / out))
+    return json.loads((tmp_path / out).read_text())
 
 
 @pytest.mark.xdist_group("ascend_port")
@@ -507,6 +524,7 @@ def test_mindspore_loss_scale_is_dynamic_unless_the_seeds_fixed_one_is_asked(tmp
     }
 
 
+@pytest.mark.slow  # a MindSpore training in a subprocess
 @pytest.mark.xdist_group("ascend_train")
 def test_mindspore_trains_with_mixup_cutmix_and_extra_logits(tmp_path):
     """4 steps of ascend_port.train with mixup + cutmix (pair mode) and 4 logits on a 3-class

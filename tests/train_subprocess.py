@@ -15,10 +15,9 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def main() -> None:
-    workdir, overrides = sys.argv[1], sys.argv[2:]
+def config_from(overrides: list[str]):
+    """The demo config with `key=value` overrides (values parsed as Python literals if they are)."""
     from configs import demo
-    from train_lib import loop
 
     config = demo.get_config()
     for item in overrides:
@@ -32,6 +31,14 @@ def main() -> None:
         except (ValueError, SyntaxError):
             pass
         node[leaf] = value
+    return config
+
+
+def main() -> None:
+    workdir, overrides = sys.argv[1], sys.argv[2:]
+    from train_lib import loop
+
+    config = config_from(overrides)
     result = loop.train_and_evaluate(config, workdir)
     path = loop.export(config, workdir)
     import jax

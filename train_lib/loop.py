@@ -241,6 +241,9 @@ def train_and_evaluate(
                     "lr": float(schedule(step - 1)),
                     "img_per_s": window_steps * config.train.batch_size / elapsed,
                 }
+                if "skipped" in sums:  # float16: overflowing steps are skipped, the scale halved
+                    row["skipped_steps"] = sums["skipped"]
+                    row["loss_scale"] = mesh_lib.fetch_replicated(state.loss_scale["scale"])
                 if not np.isfinite(row["loss"]):
                     raise finite.diverged(step, ckpt.committed_step(), ckpt.directory)
                 writer.write(step, "train", row)

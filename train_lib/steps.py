@@ -167,6 +167,7 @@ def make_train_step(
             )
             loss_scale = loss_scale_lib.adjust(loss_scale, finite)
             took_step = jnp.where(finite, 1.0, 0.0)
+            metrics = {**metrics, "skipped": 1.0 - took_step}  # summed: skipped steps per row
         ema = state.ema
         if ema is not None:  # train.ema_decay: average after every optimizer step
             decay = ema_lib.decay_at(state.step + 1, ema_decay, ema_warmup)
