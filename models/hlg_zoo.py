@@ -55,17 +55,15 @@ def conv(
     HeUniform(sqrt(5)) is U(+-1/sqrt(fan_in)), PyTorch's default. Biases start at zero, the
     MindSpore default when the zoo was written (1.8); 2.x draws them U(+-1/sqrt(fan_in)).
     """
-    return nnx.Conv(
+    return layers.conv2d(
         cin,
         cout,
-        (kernel, kernel),
-        strides=(stride, stride),
-        padding=((padding, padding), (padding, padding)),
-        use_bias=True,
+        kernel,
+        stride=stride,
+        padding=padding,
+        bias=True,
         kernel_init=layers.torch_default_init,
-        bias_init=nnx.initializers.zeros,
         dtype=dtype,
-        param_dtype=jnp.float32,
         rngs=rngs,
     )
 

@@ -40,15 +40,18 @@ def conv2d(
     kernel: int,
     *,
     stride: int = 1,
+    padding: int | None = None,
     groups: int = 1,
     bias: bool = False,
     kernel_init=xavier_normal,
     bias_init=nnx.initializers.zeros,
+    conv_general_dilated=jax.lax.conv_general_dilated,
     dtype=jnp.float32,
     rngs: nnx.Rngs,
 ) -> nnx.Conv:
-    """A conv with symmetric k//2 padding, float32 parameters and the given compute dtype."""
-    pad = kernel // 2
+    """A conv with symmetric padding (k//2 unless `padding` is given), float32 parameters and
+    the given compute dtype. Every family's conv is built here."""
+    pad = kernel // 2 if padding is None else padding
     return nnx.Conv(
         in_features,
         out_features,
@@ -59,6 +62,7 @@ def conv2d(
         use_bias=bias,
         kernel_init=kernel_init,
         bias_init=bias_init,
+        conv_general_dilated=conv_general_dilated,
         dtype=dtype,
         param_dtype=jnp.float32,
         rngs=rngs,
@@ -355,21 +359,18 @@ def torch_conv2d(
     and its bias rule). Grouped convs (all of them depthwise here) run as shifted multiply-adds,
     several times faster than XLA:CPU's grouped conv, with the same parameters."""
     fan_in = cin // groups * kernel * kernel
-    pad = kernel // 2
     conv_fn = depthwise_conv_general_dilated if groups > 1 else jax.lax.conv_general_dilated
-    return nnx.Conv(
+    return conv2d(
         cin,
         cout,
-        (kernel, kernel),
-        strides=(stride, stride),
-        padding=((pad, pad), (pad, pad)),
-        feature_group_count=groups,
-        use_bias=bias,
+        kernel,
+        stride=stride,
+        groups=groups,
+        bias=bias,
         kernel_init=torch_default_init,
         bias_init=torch_bias_init(fan_in),
         conv_general_dilated=conv_fn,
         dtype=dtype,
-        param_dtype=jnp.float32,
         rngs=rngs,
     )
 
