@@ -266,7 +266,7 @@ class HLGBlock(nnx.Module):
         return unpart(win), unpart(q), unpart(loc), g
 
 
-class HLG(layers.Classifier):
+class HLG(layers.DenseHeadClassifier):
     """Conv stem (s0_conv), four stages (block1..block4), LayerNorm, mean over tokens, head."""
 
     def __init__(
@@ -338,16 +338,6 @@ class HLG(layers.Classifier):
                 x = block(x)
         x = self.norm(x)
         return jnp.mean(x, axis=(1, 2), dtype=jnp.float32).astype(x.dtype)
-
-    def forward_head(self, features: jax.Array) -> jax.Array:
-        return self.head(features).astype(jnp.float32)
-
-    def reset_classifier(self, num_classes: int, *, rngs: nnx.Rngs | None = None) -> None:
-        """A fresh head, N(0, 0.02) weights and zero bias as the official init_weights."""
-        self.head = dense(
-            self.num_features, num_classes, dtype=self.dtype, rngs=rngs or nnx.Rngs(0)
-        )
-        self.num_classes = num_classes
 
 
 # --------------------------------------------------------------------------- registry

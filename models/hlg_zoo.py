@@ -187,7 +187,7 @@ class Transformer(nnx.Module):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
-class HLGZoo(layers.Classifier):
+class HLGZoo(layers.DenseHeadClassifier):
     """patch_embed1..4, pos_embed1..4, cls, block{s}_{0,1}, norm, head (the zoo's `HLG` cell)."""
 
     def __init__(
@@ -262,16 +262,6 @@ class HLGZoo(layers.Classifier):
             if s < 3:
                 x = t.reshape(b, h, w, c)
         return self.norm(t)[:, 0]
-
-    def forward_head(self, features: jax.Array) -> jax.Array:
-        return self.head(features).astype(jnp.float32)
-
-    def reset_classifier(self, num_classes: int, *, rngs: nnx.Rngs | None = None) -> None:
-        """A fresh head, N(0, 0.02) weights and zero bias (the zoo's TruncatedNormal(0.02))."""
-        self.head = dense(
-            self.num_features, num_classes, dtype=self.dtype, rngs=rngs or nnx.Rngs(0)
-        )
-        self.num_classes = num_classes
 
 
 def _build(

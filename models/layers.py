@@ -418,3 +418,22 @@ class Classifier(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return self.forward_head(self.forward_features(x))
+
+
+class DenseHeadClassifier(Classifier):
+    """A Classifier whose head is `self.head = dense(num_features, num_classes)` on the pooled
+    features, with no dropout before it: both HLG builds (official and zoo) end this way."""
+
+    head: nnx.Linear
+    dtype: jnp.dtype
+
+    def forward_head(self, features: jax.Array) -> jax.Array:
+        return self.head(features).astype(jnp.float32)
+
+    def reset_classifier(self, num_classes: int, *, rngs: nnx.Rngs | None = None) -> None:
+        """A fresh head, N(0, 0.02) weights and zero bias (the official init_weights; the
+        zoo's TruncatedNormal(0.02))."""
+        self.head = dense(
+            self.num_features, num_classes, dtype=self.dtype, rngs=rngs or nnx.Rngs(0)
+        )
+        self.num_classes = num_classes
