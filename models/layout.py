@@ -10,23 +10,21 @@ from __future__ import annotations
 
 import numpy as np
 
+# Rank -> the axes that take a PyTorch/MindSpore array to the Flax layout (OIHW -> HWIO,
+# [out, in] -> [in, out]); `from_flax_layout` applies the inverse permutation.
+_TO_FLAX_AXES = {4: (2, 3, 1, 0), 2: (1, 0)}
+
 
 def to_flax_layout(array: np.ndarray) -> np.ndarray:
     """OIHW conv -> HWIO, [out, in] dense -> [in, out]; vectors unchanged."""
-    if array.ndim == 4:
-        return np.ascontiguousarray(array.transpose(2, 3, 1, 0))
-    if array.ndim == 2:
-        return np.ascontiguousarray(array.T)
-    return array
+    axes = _TO_FLAX_AXES.get(array.ndim)
+    return array if axes is None else np.ascontiguousarray(array.transpose(axes))
 
 
 def from_flax_layout(array: np.ndarray) -> np.ndarray:
     """HWIO conv -> OIHW, [in, out] dense -> [out, in]; vectors unchanged."""
-    if array.ndim == 4:
-        return np.ascontiguousarray(array.transpose(3, 2, 0, 1))
-    if array.ndim == 2:
-        return np.ascontiguousarray(array.T)
-    return array
+    axes = _TO_FLAX_AXES.get(array.ndim)
+    return array if axes is None else np.ascontiguousarray(array.transpose(np.argsort(axes)))
 
 
 # PyTorch leaf name -> canonical (Flax) leaf name. `weight` depends on rank: a 1-D weight is a
