@@ -56,6 +56,15 @@ class HarDNetConfig:
     block_drop_rate: float = 0.0  # HarDNet85 only: Dropout(0.1) before the last transition
 
 
+_HARDNET68 = HarDNetConfig(
+    (32, 64),
+    (128, 256, 320, 640, 1024),
+    (14, 16, 20, 40, 160),
+    (8, 16, 16, 16, 4),
+    (1, 0, 1, 1, 0),
+    drop_rate=0.1,
+)
+
 CONFIGS = {
     "hardnet39ds": HarDNetConfig(
         (24, 48),
@@ -67,23 +76,10 @@ CONFIGS = {
         depthwise=True,
         drop_rate=0.05,
     ),
-    "hardnet68ds": HarDNetConfig(
-        (32, 64),
-        (128, 256, 320, 640, 1024),
-        (14, 16, 20, 40, 160),
-        (8, 16, 16, 16, 4),
-        (1, 0, 1, 1, 0),
-        depthwise=True,
-        drop_rate=0.05,
-    ),
-    "hardnet68": HarDNetConfig(
-        (32, 64),
-        (128, 256, 320, 640, 1024),
-        (14, 16, 20, 40, 160),
-        (8, 16, 16, 16, 4),
-        (1, 0, 1, 1, 0),
-        drop_rate=0.1,
-    ),
+    # The authors' depth_wise=True build of the same arch=68 tables (depthwise blocks and
+    # downsampling, drop_rate 0.05).
+    "hardnet68ds": dataclasses.replace(_HARDNET68, depthwise=True, drop_rate=0.05),
+    "hardnet68": _HARDNET68,
     "hardnet85": HarDNetConfig(
         (48, 96),
         (192, 256, 320, 480, 720, 1280),
