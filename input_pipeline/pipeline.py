@@ -211,32 +211,11 @@ def eval_iterator(
     interpolation: str,
     num_workers: int,
 ) -> Iterator[dict[str, np.ndarray]]:
-    """Checks the arguments now and returns the padded one-pass batch stream."""
+    """Checks the arguments and builds the dataset now; returns the padded one-pass batch stream."""
     if not 0.0 < crop_pct <= 1.0:
         raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct}")
     preprocess.check_interpolation(interpolation)
     reader.prepare()
-    return _eval_generator(
-        reader,
-        num_batches=math.ceil(reader.num_examples / global_batch_size),
-        local_batch=local_batch,
-        image_size=image_size,
-        crop_pct=crop_pct,
-        interpolation=interpolation,
-        num_workers=num_workers,
-    )
-
-
-def _eval_generator(
-    reader: Reader,
-    *,
-    num_batches: int,
-    local_batch: int,
-    image_size: int,
-    crop_pct: float,
-    interpolation: str,
-    num_workers: int,
-) -> Iterator[dict[str, np.ndarray]]:
 
     def evaluate(r: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         image = preprocess.eval_image(
@@ -248,7 +227,24 @@ def _eval_generator(
         reader.records(None), preprocess.guarded(evaluate, _failed(image_size)), num_workers
     )
     ds = ds.batch(local_batch).prefetch(tf.data.AUTOTUNE).with_options(data_options(num_workers))
+    return _padded_batches(
+        ds,
+        num_local_examples=reader.num_local_examples,
+        num_batches=math.ceil(reader.num_examples / global_batch_size),
+        local_batch=local_batch,
+        image_size=image_size,
+    )
 
+
+def _padded_batches(
+    ds: tf.data.Dataset,
+    *,
+    num_local_examples: int,
+    num_batches: int,
+    local_batch: int,
+    image_size: int,
+) -> Iterator[dict[str, np.ndarray]]:
+    """`ds`'s batches with a mask, the last one padded, then padding batches up to num_batches."""
     padding = {
         "image": np.zeros((local_batch, image_size, image_size, 3), np.uint8),
         "label": np.zeros((local_batch,), np.int32),
@@ -272,9 +268,9 @@ def _eval_generator(
         seen += n
         emitted += 1
         yield out
-    if seen != reader.num_local_examples or emitted > num_batches:
+    if seen != num_local_examples or emitted > num_batches:
         raise RuntimeError(
-            f"eval read {seen} examples in {emitted} batches; expected {reader.num_local_examples} "
+            f"eval read {seen} examples in {emitted} batches; expected {num_local_examples} "
             f"in at most {num_batches}"
         )
     for _ in range(num_batches - emitted):
