@@ -1,13 +1,26 @@
 """The official HRNet-cls recipe, shared by the per-variant configs (one place, not nine copies).
 
+SGD Nesterov momentum 0.9, lr 0.05 at batch 128 (32 per GPU x 4), weight decay 1e-4 on every
+parameter, x0.1 at epochs 30/60/90, 100 epochs, no label smoothing; random-resized crop 224 +
+flip, eval resize 256 -> centre crop 224, bilinear.
+
 Source: HRNet/HRNet-Image-Classification @ f760c98,
-experiments/cls_hrnet_*_sgd_lr5e-2_wd1e-4_bs32_x100.yaml (identical TRAIN section for every
-variant), lib/utils/utils.py (SGD over all parameters, so weight decay includes BatchNorm and
-biases) and tools/train.py (RandomResizedCrop 224 + flip; eval resize 256, centre crop 224).
+experiments/cls_hrnet_<variant>_sgd_lr5e-2_wd1e-4_bs32_x100.yaml (identical TRAIN section for every
+variant; W18-Small's file is named w18_small_v1), lib/utils/utils.py (SGD over all parameters, so
+weight decay includes BatchNorm and biases) and tools/train.py (RandomResizedCrop 224 + flip; eval
+resize 256, centre crop 224). The repository ships yamls up to W48 only: W64 takes their shared
+TRAIN section, our assumption rather than a published W64 file.
 Imports only ml_collections (via base), so the MindSpore side can read it too.
 """
 
 from ml_collections import ConfigDict
+
+from configs import base
+
+
+def official(model_name: str) -> ConfigDict:
+    """The full config for `model_name` trained with the official recipe."""
+    return official_recipe(base.get_config(), model_name)
 
 
 def official_recipe(c: ConfigDict, model_name: str) -> ConfigDict:

@@ -10,7 +10,7 @@ reports 79.4% (Ascend) / 79.3% (GPU) with this recipe.
 Source: mindspore-ai/models research/cv/HRNetW48_cls: src/config.py (hyper-parameters),
 train.py (nn.RMSProp(decay=0.9, ...), amp_level O3, fixed loss scale 1024), src/utils.py
 (get_linear_lr), src/dataset.py (random-resized crop 224 + flip; eval resize 256, crop 224).
-For the official SGD recipe use configs/hrnet_common.py's official_recipe.
+For the official SGD recipe use configs/hrnet_common.py (`official`).
 """
 
 from ml_collections import ConfigDict
