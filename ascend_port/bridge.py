@@ -160,7 +160,7 @@ def ms_shapes_to_canonical(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, t
 # moment.*, mean_grad.*; Adam: moment1.*, moment2.*; plus scalars). Dropped only when reading a
 # .ckpt into a model, never when converting canonical files.
 _OPTIMIZER_PREFIXES = (
-    "moments adam_m adam_v moment1 moment2 vhat mean_square moment mean_grad accum stat lamb_m lamb_v"
+    "ema moments adam_m adam_v moment1 moment2 vhat mean_square moment mean_grad accum stat lamb_m lamb_v"
 ).split()
 _OPTIMIZER_SCALARS = (
     "global_step learning_rate momentum beta1_power beta2_power scale_sense loss_scale "

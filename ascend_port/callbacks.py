@@ -174,7 +174,9 @@ class Checkpoints(_GlobalStep):
 
 
 class PeriodicEval(_GlobalStep):
-    """Evaluates every `every` steps and at the last step, writing an "eval" row."""
+    """Evaluates every `every` steps and at the last step, writing an "eval" row, and with
+    `evaluate_ema` (train.ema_decay) an "eval_ema" row of the averaged weights (the JAX side's
+    rows)."""
 
     def __init__(
         self,
@@ -184,9 +186,11 @@ class PeriodicEval(_GlobalStep):
         total_steps: int,
         metrics: MetricsFile,
         step_offset: int = 0,
+        evaluate_ema: Callable[[], dict] | None = None,
     ):
         super().__init__(step_offset)
         self.evaluate, self.every, self.total_steps = evaluate, every, total_steps
+        self.evaluate_ema = evaluate_ema
         self.metrics, self._last, self.result = metrics, step_offset, {}
 
     def on_train_step_end(self, run_context):
@@ -203,3 +207,7 @@ class PeriodicEval(_GlobalStep):
                 self.result["loss"],
                 self.result["examples"],
             )
+            if self.evaluate_ema is not None:
+                ema = self.evaluate_ema()
+                self.metrics.write(step, "eval_ema", ema)
+                logging.info("step %d eval of the EMA weights: top1 %.4f", step, ema["top1"])

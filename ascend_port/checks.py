@@ -76,14 +76,6 @@ def validate(config: ConfigDict, *, mode: str = "train") -> None:
     _positive("schedule.warmup_epochs", s.warmup_epochs, allow_zero=True)
     _choice("ascend.amp_level", a.amp_level, AMP_LEVELS)
     _positive("ascend.loss_scale", a.loss_scale)
-    unsupported = {
-        "train.grad_clip_norm": t.grad_clip_norm is not None,
-        "train.ema_decay": bool(t.ema_decay),
-        "train.accum_steps": t.accum_steps != 1,
-    }
-    bad = [k for k, v in unsupported.items() if v]
-    if bad:
-        raise UserError(f"the MindSpore trainer does not implement {', '.join(bad)}; unset them")
 
 
 def batch_fits(config: ConfigDict, devices: int) -> None:

@@ -4,7 +4,8 @@
         [--config.init_from=FILE] [--config.data.source=folder:/data/imagenet]
 
 Evaluates --config.init_from (canonical .safetensors or MindSpore .ckpt; a training
-checkpoint's optimizer state is ignored) or else the workdir's latest checkpoint, and writes
+checkpoint's optimizer state is ignored) or else the workdir's latest checkpoint (its weight
+average with --config.export_ema, when trained with train.ema_decay), and writes
 W/eval_result.json. Runs on one device; the last batch is kept, not padded or dropped.
 `python -m ascend_port.eval` is the same command.
 """
@@ -89,12 +90,18 @@ def weights_to_evaluate(config: ConfigDict, workdir: str) -> str:
     return latest[1]
 
 
+def load_evaluated(config: ConfigDict, net, path: str):
+    """Loads `path` (from weights_to_evaluate) into `net`: the weight average of a workdir's
+    checkpoint with config.export_ema (as main.py's eval, export and predict), else its weights."""
+    return msw.load_weights(net, path, ema=bool(config.export_ema and not config.init_from))
+
+
 def evaluate(config: ConfigDict, workdir: str) -> dict:
     """Evaluates config.init_from or the latest checkpoint; writes W/eval_result.json."""
     wd.check(workdir, config.model.name, writing=True)
     path = weights_to_evaluate(config, workdir)
     net = registry.create(config.model.name, num_classes=config.model.num_classes)
-    msw.load_weights(net, path)
+    load_evaluated(config, net, path)
     root = data_root(config)
     result = run_eval(config, net, root, report_to=workdir, weights=config.init_from or path)
     logging.info(

@@ -3,7 +3,8 @@
     python -m ascend_port --mode=export --config configs/X.py --workdir W \
         [--config.init_from=FILE] [--config.ascend.export_format=ONNX]
 
-Takes --config.init_from or the workdir's latest checkpoint and writes
+Takes --config.init_from or the workdir's latest checkpoint (its EMA weights with
+--config.export_ema) and writes
 W/export/<model>.safetensors (the canonical file main.py reads) and W/export/<model>.mindir
 (or .onnx, config.ascend.export_format). `python -m ascend_port.export` is the same command.
 
@@ -72,7 +73,8 @@ def export(config: ConfigDict, workdir: str) -> list[str]:
     weights = eval_lib.weights_to_evaluate(config, workdir)
     name, num_classes = config.model.name, config.model.num_classes
     net = registry.create(name, num_classes=num_classes)
-    msw.load_weights(net, weights)  # strict: refuses weights of another model before writing
+    # strict: refuses weights of another model before writing; export_ema: the weight average
+    eval_lib.load_evaluated(config, net, weights)
     flat = msw.canonical_flat(net)
     bad = sorted(k for k, v in flat.items() if not np.isfinite(v).all())
     if bad:

@@ -22,10 +22,9 @@ from ml_collections import ConfigDict
 from PIL import Image
 
 from ascend_port import data, registry
-from ascend_port import weights as msw
 from ascend_port import workdir as wd
 from ascend_port.errors import UserError
-from ascend_port.eval import weights_to_evaluate
+from ascend_port.eval import load_evaluated, weights_to_evaluate
 from input_pipeline import predict_io
 
 
@@ -59,7 +58,7 @@ def predict(
     wd.check(workdir, config.model.name, writing=False)
     path = weights_to_evaluate(config, workdir)
     net = registry.create(config.model.name, num_classes=config.model.num_classes)
-    msw.load_weights(net, path)
+    load_evaluated(config, net, path)
     net.set_train(False)
     names = predict_io.class_names(config.data, config.model.num_classes)
     batch_size = min(config.train.eval_batch_size or config.train.batch_size, len(paths))

@@ -37,6 +37,7 @@ from ascend_port import (
     optim,
     registry,
     runtime,
+    train_step,
 )
 from ascend_port import eval as eval_lib
 from ascend_port import sampler as sampler_lib
@@ -45,6 +46,7 @@ from ascend_port import workdir as wd
 from ascend_port.errors import UserError
 from ascend_port.losses import SmoothedCrossEntropy, SoftTargetCrossEntropy
 from train_lib import lr_schedule, plots, run_config
+from train_lib.recipes import ema as ema_rule
 from train_lib.recipes import mixup as mixup_rule
 
 
@@ -113,14 +115,31 @@ def _build_model(
     # A fixed scale is divided out by the optimizer; the dynamic one by the train cell itself.
     opt_scale = loss_scale if isinstance(manager, FixedLossScaleManager) else 1.0
     optimizer = optim.build(config, net.trainable_params(), padded, opt_scale, lr_of=lr_of)
-    kwargs = {} if manager is None else {"loss_scale_manager": manager}
-    return Model(
+    t = config.train
+    train_network = train_step.build(
         net,
-        loss_fn=_loss(config),
-        optimizer=optimizer,
+        _loss(config),
+        optimizer,
         amp_level=amp_level,
-        **kwargs,
+        loss_scale_manager=manager,
+        accum_steps=t.accum_steps,
+        clip_norm=t.grad_clip_norm or None,
+        ema_decays=ema_rule.decays(padded_len, t.ema_decay, t.ema_warmup) if t.ema_decay else None,
     )
+    return Model(train_network)
+
+
+def _ema_evaluator(config: ConfigDict, model: Model, root: str):
+    """evaluate() of the EMA weights (train.ema_decay) in a cell of their own; None when off."""
+    if not config.train.ema_decay:
+        return None
+    cell = registry.create(config.model.name, num_classes=config.model.num_classes)
+
+    def evaluate() -> dict:
+        msw.assign(cell, train_step.ema_weights(model.train_network), context="EMA weights")
+        return eval_lib.run_eval(config, cell, root)
+
+    return evaluate
 
 
 def train(
@@ -221,6 +240,7 @@ def train(
     if writer:
         evaluator = callbacks.PeriodicEval(
             evaluate=lambda: eval_lib.run_eval(config, net, root, report_to=workdir),
+            evaluate_ema=_ema_evaluator(config, model, root),
             every=max(int(config.train.eval_every_epochs * steps_per_epoch), 1),
             total_steps=total_steps,
             metrics=metrics,

@@ -112,12 +112,27 @@ def assign(cell: nn.Cell, ms_flat: Mapping[str, np.ndarray], *, context: str = "
     return cell
 
 
-def load_weights(cell: nn.Cell, path: str | os.PathLike) -> nn.Cell:
+def ema_entries(arrays: Mapping[str, np.ndarray], *, source: str = "") -> dict[str, np.ndarray]:
+    """The weight average (train.ema_decay) a training .ckpt holds as ema.<name>, under <name>."""
+    prefix = "ema."
+    found = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+    if not found:
+        raise UserError(f"{source} holds no EMA weights (train.ema_decay was 0); unset export_ema")
+    return found
+
+
+def load_weights(cell: nn.Cell, path: str | os.PathLike, *, ema: bool = False) -> nn.Cell:
     """Loads a canonical `.safetensors` or a MindSpore `.ckpt` into `cell` (strict; errors name
-    the missing, unexpected and mis-shaped keys). Returns the cell."""
+    the missing, unexpected and mis-shaped keys). Returns the cell. `ema`: the weight average
+    of a training .ckpt instead of its weights."""
     path = os.fspath(path)
     name = getattr(cell, "variant", type(cell).__name__)
     context = f"{path} -> {name}"
+    if ema:
+        if not path.endswith(".ckpt"):
+            raise UserError(f"{path}: EMA weights come from a training checkpoint (.ckpt)")
+        arrays, _ = read_ckpt(path)
+        return assign(cell, ema_entries(arrays, source=path), context=context)
     if path.endswith(".safetensors"):
         flat, _ = read_canonical(path)
         check_compatible(bridge.ms_shapes_to_canonical(cell_shapes(cell)), flat, context)

@@ -1,9 +1,8 @@
 """Exponential moving average of the weights (params and BatchNorm statistics), as timm's
 ModelEmaV3: after every optimizer step, ema <- decay * ema + (1 - decay) * weights.
 
-With warmup (train.ema_warmup) the decay of step t (counted from 1) is
-min(ema_decay, 1 - (1 + t) ** -(2/3)) (timm's warmup_gamma 1, warmup_power 2/3), so early
-averages are not dominated by the random initialisation. The average is kept in float32 in the
+With warmup (train.ema_warmup) the decay of step t (counted from 1) ramps up as
+train_lib.recipes.ema defines it for both sides. The average is kept in float32 in the
 train state, checkpointed with it, evaluated next to the raw weights and exported on request
 (config.export_ema).
 """
@@ -15,7 +14,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-WARMUP_POWER = 2.0 / 3.0
+from train_lib.recipes import ema as ema_rule
 
 
 def init(params: dict, batch_stats: dict) -> dict[str, Any]:
@@ -24,11 +23,9 @@ def init(params: dict, batch_stats: dict) -> dict[str, Any]:
 
 
 def decay_at(step: jax.Array, decay: float, warmup: bool) -> jax.Array:
-    """The decay used by optimizer step `step` (1-based)."""
-    if not warmup:
-        return jnp.asarray(decay, jnp.float32)
-    ramp = 1.0 - (1.0 + step.astype(jnp.float32)) ** -WARMUP_POWER
-    return jnp.minimum(jnp.asarray(decay, jnp.float32), ramp)
+    """The decay used by optimizer step `step` (1-based): train_lib.recipes.ema, shared with the
+    MindSpore side."""
+    return ema_rule.decay_at(step, decay, warmup, xp=jnp)
 
 
 def update(ema: dict, params: dict, batch_stats: dict, decay: jax.Array) -> dict:

@@ -28,6 +28,9 @@ def first_error(config: ConfigDict, *, mixing_batch: int, devices: int = 1) -> s
         )
     if not 0.0 <= config.train.ema_decay < 1.0:
         return f"train.ema_decay={config.train.ema_decay}; it must be in [0, 1) (0 = off)"
+    clip = config.train.grad_clip_norm
+    if clip is not None and not clip >= 0.0:  # NaN fails too
+        return f"train.grad_clip_norm={clip}; it must be > 0 (unset or 0 = no clipping)"
     return mixup.check(config, mixing_batch)
 
 
