@@ -566,3 +566,139 @@ def test_mindspore_trains_with_mixup_cutmix_and_extra_logits(tmp_path):
         timeout=300,
     )
     assert refused.returncode == 2 and "must be at least" in refused.stderr, refused.stderr[-2000:]
+
+
+def _jax_toy_run(tx, accum_steps: int, batches: list[dict]) -> tuple[dict, list[float]]:
+    """The toy after one make_train_step per batch (optax `tx`, label smoothing 0.1)."""
+    from train_lib import mesh as mesh_lib
+    from train_lib import steps
+    from train_lib.state import SplitModel, TrainState
+
+    split = SplitModel(_Toy.create())
+    step = steps.make_train_step(
+        split,
+        tx,
+        mean=(0.5,) * 3,
+        std=(0.25,) * 3,
+        dtype=jnp.float32,
+        label_smoothing=0.1,
+        mesh=mesh_lib.make_mesh(),
+        accum_steps=accum_steps,
+    )
+    state = TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=jax.tree.map(jnp.array, split.initial_params),
+        batch_stats=split.initial_stats,
+        opt_state=tx.init(split.initial_params),
+        rng=jax.random.key_data(jax.random.key(0)),
+    )
+    losses = []
+    for batch in batches:
+        state, metrics = step(state, batch)
+        losses.append(float(metrics["loss"] / metrics["count"]))
+    return jax.device_get(state.params), losses
+
+
+def _flax_layout(ms_result: dict) -> dict[str, np.ndarray]:
+    """The MindSpore toy's weights in the Flax toy's names and layouts."""
+    return {
+        "conv.kernel": np.asarray(ms_result["conv.weight"]).transpose(2, 3, 1, 0),
+        "conv.bias": np.asarray(ms_result["conv.bias"]),
+        "fc.kernel": np.asarray(ms_result["fc.weight"]).T,
+        "fc.bias": np.asarray(ms_result["fc.bias"]),
+    }
+
+
+@pytest.mark.xdist_group("ascend_port")
+def test_mindspore_clipping_and_accumulation_match_the_jax_side(tmp_path):
+    """Two momentum-SGD steps of the BatchNorm-free toy on batches of 16 through
+    ascend_port.train_step: 4 micro-batches of 4 equal one batch of 16 (1e-6) and the JAX side's
+    accumulated step; clipping by global norm equals optax.clip_by_global_norm in front of the
+    same SGD (the JAX side's chain), with and without accumulation; a huge max_norm changes
+    nothing, bit for bit."""
+    import optax
+
+    batches = [_toy_batch(0), _toy_batch(1)]
+    sgd = optax.sgd(0.5, momentum=0.9)
+    clip = 0.05
+    runs = {
+        "k1": {"accum_steps": 1, "clip_norm": None},
+        "k4": {"accum_steps": 4, "clip_norm": None},
+        "clip": {"accum_steps": 1, "clip_norm": clip},
+        "clip_k4": {"accum_steps": 4, "clip_norm": clip},
+        "clip_huge": {"accum_steps": 1, "clip_norm": 1e9},
+    }
+    cases = {
+        "batches": [{k: np.asarray(v).tolist() for k, v in b.items()} for b in batches],
+        "runs": runs,
+    }
+    from train_lib.state import SplitModel
+
+    initial = SplitModel(_Toy.create()).initial_params
+    cases["weights"] = {k: np.asarray(v).tolist() for k, v in initial.items()}
+    got = {k: _flax_layout(v) for k, v in _run_check(tmp_path, "train_steps", cases).items()}
+    for name in got["k1"]:
+        np.testing.assert_allclose(got["k4"][name], got["k1"][name], atol=1e-6, err_msg=name)
+        np.testing.assert_array_equal(got["clip_huge"][name], got["k1"][name], err_msg=name)
+    clipped = optax.chain(optax.clip_by_global_norm(clip), sgd)
+    references = {
+        "k1": _jax_toy_run(sgd, 1, batches)[0],
+        "k4": _jax_toy_run(sgd, 4, batches)[0],
+        "clip": _jax_toy_run(clipped, 1, batches)[0],
+        "clip_k4": _jax_toy_run(clipped, 4, batches)[0],
+    }
+    for run, reference in references.items():
+        for name, value in reference.items():
+            np.testing.assert_allclose(got[run][name], value, atol=2e-6, err_msg=f"{run} {name}")
+    # The clip was active: the clipped update is far from the plain one.
+    moved = np.abs(references["clip"]["fc.kernel"] - references["k1"]["fc.kernel"]).max()
+    assert moved > 1e-2, moved
+
+
+@pytest.mark.xdist_group("ascend_port")
+def test_mindspore_ema_equals_the_closed_form_and_is_restored(tmp_path):
+    """ascend_port.train_step with train.ema_decay on a constant-gradient toy: the average of
+    the weight after N steps is the closed form of the JAX side's test; the BatchNorm
+    statistics are averaged with the same recurrence (with and without timm's warmup, the
+    decays coming from train_lib.recipes.ema); a saved step cell restores the average bit for
+    bit and continues identically; a checkpoint without an average is refused by name."""
+    from train_lib import ema as ema_lib
+
+    d, lr, n = 0.9, 0.1, 25
+    w0, g = np.array([1.0, -2.0, 3.0]), np.array([0.5, 1.0, -1.5])
+    got = _run_check(
+        tmp_path, "ema", {"w0": w0.tolist(), "g": g.tolist(), "lr": lr, "decay": d, "n": n}
+    )
+    s = n * (1 - d**n) / (1 - d) - d * (1 - n * d ** (n - 1) + (n - 1) * d**n) / (1 - d) ** 2
+    expected = w0 - lr * g * (1 - d) * s
+    constant = got["constant"]
+    np.testing.assert_allclose(constant["ema_w"], expected, rtol=1e-5)
+    np.testing.assert_allclose(constant["w"], w0 - n * lr * g, rtol=1e-5)
+    assert constant["ema_names"] == [
+        "bn.beta",
+        "bn.gamma",
+        "bn.moving_mean",
+        "bn.moving_variance",
+        "w",
+    ]
+    for run in ("constant", "warmup"):
+        r = got[run]
+        decays = np.asarray(r["decays"], np.float64)
+        np.testing.assert_allclose(
+            decays,
+            np.asarray(ema_lib.decay_at(jnp.arange(1, n + 2), d, run == "warmup")),
+            rtol=1e-6,
+        )
+        average = np.zeros(2)  # the statistics start at 0 (BatchNorm's moving mean)
+        for t, value in enumerate(r["stats"]):
+            average = average + (1 - decays[t]) * (np.asarray(value) - average)
+        np.testing.assert_allclose(r["ema_mean"], average, rtol=1e-5, atol=1e-7)
+        assert np.abs(r["ema_mean"]).max() > 1e-3  # the statistics did move
+    assert not np.allclose(got["warmup"]["ema_w"], constant["ema_w"])
+    assert got["restore"] == {
+        "not_loaded": [],
+        "equal": True,
+        "from_file_equal": True,
+        "continues_equal": True,
+    }
+    assert "no EMA weights" in got["no_ema_error"] and "UserError" in got["no_ema_error"]

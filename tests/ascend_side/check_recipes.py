@@ -19,6 +19,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from ascend_port.mixup import BatchMixup  # noqa: E402
+from configs import base  # noqa: E402
 from train_lib.recipes import mixup as rule  # noqa: E402
 
 
@@ -77,8 +78,162 @@ def loss_scale(cases: dict, out: str) -> None:
         json.dump(result, f)
 
 
+def _toy_cell(weights: dict):
+    """The JAX side's toy (tests/test_recipes_train.py::_Toy): conv 3x3 SAME + ReLU + mean +
+    dense, no BatchNorm, with its weights (Flax layouts in `weights`)."""
+    import mindspore as ms
+    from mindspore import nn
+
+    class Toy(nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, pad_mode="same", has_bias=True)
+            self.fc = nn.Dense(4, 5)
+
+        def construct(self, x):
+            return self.fc(ms.ops.relu(self.conv(x)).mean((2, 3)))
+
+    cell = Toy()
+    values = {
+        "conv.weight": np.asarray(weights["conv.kernel"], np.float32).transpose(3, 2, 0, 1),
+        "conv.bias": np.asarray(weights["conv.bias"], np.float32),
+        "fc.weight": np.asarray(weights["fc.kernel"], np.float32).T,
+        "fc.bias": np.asarray(weights["fc.bias"], np.float32),
+    }
+    for p in cell.get_parameters():
+        p.set_data(ms.Tensor(np.ascontiguousarray(values[p.name])))
+    return cell
+
+
+def train_steps(cases: dict, out: str) -> None:
+    """Two optimizer steps (ascend_port.optim's momentum SGD, lr 0.5) of the toy through
+    ascend_port.train_step per case {accum_steps, clip_norm}; the weights after them."""
+    import mindspore as ms
+
+    from ascend_port import optim, train_step
+    from ascend_port.losses import SmoothedCrossEntropy
+
+    ms.set_device("CPU")
+    ms.set_context(mode=ms.GRAPH_MODE)
+    mean, std = np.float32(0.5), np.float32(0.25)
+    batches = []
+    for batch in cases["batches"]:
+        x = np.asarray(batch["image"], np.uint8).astype(np.float32) / np.float32(255.0)
+        x = ((x - mean) / std).transpose(0, 3, 1, 2)
+        batches.append((ms.Tensor(x), ms.Tensor(np.asarray(batch["label"], np.int32))))
+    result = {}
+    for name, case in cases["runs"].items():
+        config = base.get_config()
+        config.optim.name, config.optim.momentum, config.optim.nesterov = "sgd", 0.9, False
+        config.optim.weight_decay = 0.0
+        net = _toy_cell(cases["weights"])
+        opt = optim.build(config, net.trainable_params(), np.full(4, 0.5, np.float32))
+        step = train_step.build(
+            net,
+            SmoothedCrossEntropy(5, 0.1),
+            opt,
+            accum_steps=case["accum_steps"],
+            clip_norm=case["clip_norm"],
+        )
+        losses = [float(step(*batch).asnumpy()) for batch in batches]
+        result[name] = {
+            "losses": losses,
+            **{p.name: p.asnumpy().tolist() for p in net.get_parameters()},
+        }
+    with open(out, "w") as f:
+        json.dump(result, f)
+
+
+def ema(cases: dict, out: str) -> None:
+    """train.ema_decay on a constant-gradient toy with a BatchNorm: the EMA of the weight after
+    N SGD steps, the BatchNorm statistics seen after every step, the EMA of those, and the same
+    after a save / strict load into a fresh cell (and one more step on both)."""
+    import mindspore as ms
+    from mindspore import Parameter, Tensor, nn
+
+    from ascend_port import train_step
+    from ascend_port import weights as msw
+    from train_lib.recipes import ema as ema_rule
+
+    ms.set_device("CPU")
+    ms.set_context(mode=ms.GRAPH_MODE)
+    g = Tensor(np.asarray(cases["g"], np.float32))
+
+    class ConstantGradient(nn.Cell):
+        """loss = <w, g> (+ 0 * a BatchNorm's output, so its statistics move every step)."""
+
+        def __init__(self):
+            super().__init__()
+            self.w = Parameter(Tensor(np.asarray(cases["w0"], np.float32)), name="w")
+            self.bn = nn.BatchNorm1d(2, momentum=0.9)
+
+        def construct(self, x, y):
+            return (self.w * g).sum() + 0.0 * self.bn(x).sum() + 0.0 * y.sum()
+
+    def build(decays):
+        net = ConstantGradient()
+        opt = nn.Momentum(net.trainable_params(), cases["lr"], 0.0)
+        return net, train_step.build(net, None, opt, ema_decays=decays)
+
+    rng = np.random.default_rng(0)
+    xs = [Tensor(rng.standard_normal((4, 2)).astype(np.float32)) for _ in range(cases["n"] + 1)]
+    y = Tensor(np.zeros(4, np.float32))
+    result = {}
+    for warmup in (False, True):
+        decays = ema_rule.decays(cases["n"] + 1, cases["decay"], warmup)
+        net, step = build(decays)
+        stats = []
+        for x in xs[: cases["n"]]:
+            step(x, y)
+            stats.append(net.bn.moving_mean.asnumpy().tolist())
+        averaged = train_step.ema_weights(step)
+        key = "warmup" if warmup else "constant"
+        result[key] = {
+            "decays": decays.tolist(),
+            "w": net.w.asnumpy().tolist(),
+            "ema_w": averaged["w"].tolist(),
+            "stats": stats,
+            "ema_mean": averaged["bn.moving_mean"].tolist(),
+            "ema_names": sorted(averaged),
+        }
+        if warmup:
+            continue
+        path = os.path.join(os.path.dirname(out), "ema.ckpt")
+        ms.save_checkpoint(step, path)
+        fresh_net, fresh = build(decays)
+        not_loaded, _ = ms.load_param_into_net(fresh, ms.load_checkpoint(path), strict_load=True)
+        restored = train_step.ema_weights(fresh)
+        arrays, _ = msw.read_ckpt(path)
+        result["restore"] = {
+            "not_loaded": not_loaded,
+            "equal": all(np.array_equal(restored[k], averaged[k]) for k in averaged),
+            "from_file_equal": all(
+                np.array_equal(v, averaged[k]) for k, v in msw.ema_entries(arrays).items()
+            ),
+        }
+        step(xs[-1], y)
+        fresh(xs[-1], y)
+        after, fresh_after = train_step.ema_weights(step), train_step.ema_weights(fresh)
+        result["restore"]["continues_equal"] = all(
+            np.array_equal(after[k], fresh_after[k]) for k in after
+        )
+        try:
+            msw.ema_entries({"w": np.zeros(3)}, source="no-ema.ckpt")
+            result["no_ema_error"] = None
+        except Exception as e:  # noqa: BLE001
+            result["no_ema_error"] = f"{type(e).__name__}: {e}"
+    with open(out, "w") as f:
+        json.dump(result, f)
+
+
 if __name__ == "__main__":
     what, cases_path, out = sys.argv[1:4]
     with open(cases_path) as f:
         cases = json.load(f)
-    {"mixup": mixup_cases, "decay": decay_flags, "loss_scale": loss_scale}[what](cases, out)
+    {
+        "mixup": mixup_cases,
+        "decay": decay_flags,
+        "loss_scale": loss_scale,
+        "train_steps": train_steps,
+        "ema": ema,
+    }[what](cases, out)
