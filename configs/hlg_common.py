@@ -2,8 +2,9 @@
 
 Swin-derived: AdamW, lr 5e-4 / warmup 5e-7 / min 5e-6 for every 512 images, 20 warmup epochs then
 cosine over 300 epochs, weight decay 0.05, gradient clipping 5.0, label smoothing 0.1, mixup 0.8 +
-cutmix 1.0, RandAugment rand-m9-mstd0.5-inc1, random erasing 0.25, bicubic, drop path 0.2.
-Not expressible here: the model EMA (0.99996). Swin's COLOR_JITTER 0.4 is inert: timm's
+cutmix 1.0, RandAugment rand-m9-mstd0.5-inc1, random erasing 0.25, bicubic, drop path 0.2,
+and DeiT's model EMA 0.99996 (timm's ModelEma: every optimizer step, no warmup; both rows are
+evaluated, --config.export_ema exports the average). Swin's COLOR_JITTER 0.4 is inert: timm's
 create_transform applies colour jitter only without auto_augment, so it is 0 here. The
 no-weight-decay list is unpublished; Swin's rule (no decay on 1-D params and biases) is
 decay_norm_and_bias=False.
@@ -35,6 +36,7 @@ def paper_recipe(model_name: str) -> ConfigDict:
     c.train.label_smoothing = 0.1
     c.train.label_smoothing_mode = "uniform"  # timm's LabelSmoothingCrossEntropy: a / K
     c.train.grad_clip_norm = 5.0
+    c.train.ema_decay = 0.99996  # DeiT's --model-ema-decay, which the HLG paper follows
 
     c.optim.name = "adamw"
     c.optim.weight_decay = 0.05
