@@ -702,3 +702,92 @@ def test_mindspore_ema_equals_the_closed_form_and_is_restored(tmp_path):
         "continues_equal": True,
     }
     assert "no EMA weights" in got["no_ema_error"] and "UserError" in got["no_ema_error"]
+
+
+@pytest.mark.xdist_group("ascend_port")
+def test_mindspore_dynamic_loss_scale_step_skips_overflow_with_accumulation_clip_and_ema(tmp_path):
+    """The loss-scaled step cell (Ascend/GPU fp16): an overflowing step moves neither weights
+    nor average and halves the scale; a finite one updates both (EMA 0.5: the midpoint)."""
+    got = _run_check(tmp_path, "loss_scale_step", {})
+    overflow, finite = got["overflow"], got["finite"]
+    assert overflow["overflow"] and overflow["scale_after"] == pytest.approx(1.5e38)
+    assert overflow["weights_moved"] == 0.0 and overflow["ema_is_before"]
+    assert not finite["overflow"] and finite["scale_after"] == 1024.0
+    assert finite["weights_moved"] > 1e-3 and finite["ema_is_midpoint"]
+
+
+_COMPARE_EXPORTS = """
+import json, sys
+import numpy as np
+from safetensors.numpy import load_file
+from ascend_port import bridge
+from ascend_port import weights as msw
+arrays, _ = msw.read_ckpt(sys.argv[1])
+average = bridge.ms_to_canonical(msw.ema_entries(arrays))
+raw = bridge.ms_to_canonical(bridge.drop_optimizer_state(arrays)[0])
+out = {}
+for name, expected in (("ema", average), ("raw", raw)):
+    got = load_file(sys.argv[2] if name == "ema" else sys.argv[3])
+    out[name] = sorted(got) == sorted(expected) and all(
+        np.array_equal(got[k], expected[k]) for k in got
+    )
+out["differ"] = any(not np.array_equal(average[k], raw[k]) for k in average)
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("ascend_train")
+def test_mindspore_trains_with_ema_clip_accumulation_and_exports_either_weights(tmp_path):
+    """python -m ascend_port with train.ema_decay, grad_clip_norm and accum_steps: an 'eval' and
+    an 'eval_ema' row with the JAX side's keys; --mode=export writes the checkpoint's average
+    with --config.export_ema and its raw weights without."""
+    import shutil
+
+    from tests.test_ascend_port import _image_folder, run_ascend
+
+    _image_folder(tmp_path / "data")
+    workdir = tmp_path / "r"
+    args = [
+        "-m",
+        "ascend_port",
+        "--config",
+        "configs/base.py",
+        "--workdir",
+        str(workdir),
+        "--config.model.name=hardnet39ds",
+        "--config.model.num_classes=3",
+        "--config.data.image_size=32",
+        f"--config.data.source=folder:{tmp_path / 'data'}",
+        "--config.ascend.device_target=CPU",
+        "--config.ascend.mode=pynative",
+    ]
+    run_ascend(
+        [
+            *args,
+            "--config.train.batch_size=8",
+            "--config.train.steps=2",
+            "--config.train.accum_steps=2",
+            "--config.train.grad_clip_norm=1.0",
+            "--config.train.ema_decay=0.5",
+        ]
+    )
+    rows = _metrics(workdir)
+    evals = {r["split"]: r for r in rows if r["split"].startswith("eval")}
+    assert set(evals) == {"eval", "eval_ema"} and evals["eval_ema"]["step"] == 2
+    assert set(evals["eval_ema"]) == set(evals["eval"]) == {
+        "step", "split", "loss", "top1", "top5", "examples"
+    }  # fmt: skip
+    exported = workdir / "export" / "hardnet39ds.safetensors"
+    run_ascend([*args, "--mode=export", "--config.export_ema=True"])
+    shutil.copy(exported, tmp_path / "ema.safetensors")
+    run_ascend([*args, "--mode=export"])
+    (ckpt,) = (workdir / "checkpoints").glob("*.ckpt")
+    proc = run_ascend(
+        ["-c", _COMPARE_EXPORTS, str(ckpt), str(tmp_path / "ema.safetensors"), str(exported)]
+    )
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {
+        "ema": True,
+        "raw": True,
+        "differ": True,
+    }

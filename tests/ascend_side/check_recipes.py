@@ -226,6 +226,57 @@ def ema(cases: dict, out: str) -> None:
         json.dump(result, f)
 
 
+def loss_scale_step(cases: dict, out: str) -> None:
+    """ascend_port.train_step.LossScaleTrainStep with a dynamic scale, 2 micro-batches, clipping
+    and EMA, on CPU in PyNative mode. MindSpore's overflow check reads the NPU/GPU float status,
+    which CPU lacks, so it is replaced by an all-finite test of the gradients; the rest (skip,
+    scale update, clip, EMA) is ours and MindSpore's. A scale of 3e38 overflows (inputs of
+    ~100 make gradients of ~100 before scaling)."""
+    import mindspore as ms
+    from mindspore import Tensor, nn, ops
+
+    from ascend_port import train_step
+
+    ms.set_device("CPU")
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+
+    class CpuOverflowCheck(train_step.LossScaleTrainStep):
+        def get_overflow_status(self, status, compute_output):
+            finite = self.hyper_map(lambda g: ops.isfinite(g).all(), compute_output)
+            return ops.logical_not(ops.stack(finite).all())
+
+    rng = np.random.default_rng(0)
+    x = Tensor(100 * rng.standard_normal((8, 3)).astype(np.float32))
+    y = Tensor(np.array([0, 1] * 4, np.int32))
+    net = nn.Dense(3, 2)
+    loss = nn.WithLossCell(net, nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean"))
+    opt = nn.Momentum(net.trainable_params(), 0.1, 0.9)
+    result = {}
+    for name, scale in (("overflow", 3e38), ("finite", 1024.0)):
+        before = net.weight.asnumpy().copy()
+        step = CpuOverflowCheck(
+            loss,
+            opt,
+            nn.DynamicLossScaleUpdateCell(scale, 2, 1000),
+            net=net,
+            accum_steps=2,
+            clip_norm=1.0,
+            ema_decays=np.full(4, 0.5, np.float32),
+        )
+        _, overflow, scale_after = step(x, y)
+        average = train_step.ema_weights(step)["weight"]
+        after = net.weight.asnumpy()
+        result[name] = {
+            "overflow": bool(overflow.asnumpy()),
+            "scale_after": float(scale_after.asnumpy()),
+            "weights_moved": float(np.abs(after - before).max()),
+            "ema_is_midpoint": bool(np.allclose(average, (before + after) / 2, atol=1e-7)),
+            "ema_is_before": bool(np.array_equal(average, before)),
+        }
+    with open(out, "w") as f:
+        json.dump(result, f)
+
+
 if __name__ == "__main__":
     what, cases_path, out = sys.argv[1:4]
     with open(cases_path) as f:
@@ -236,4 +287,5 @@ if __name__ == "__main__":
         "loss_scale": loss_scale,
         "train_steps": train_steps,
         "ema": ema,
+        "loss_scale_step": loss_scale_step,
     }[what](cases, out)
