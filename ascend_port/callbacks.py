@@ -58,7 +58,16 @@ class _GlobalStep(Callback):
         return run_context.original_args().cur_step_num + self.offset
 
 
-class Progress(_GlobalStep):
+class _Rows(_GlobalStep):
+    """A callback that writes metrics rows at intervals: `_last` is the global step of its
+    last row (the resume step at first)."""
+
+    def __init__(self, *, total_steps: int, metrics: MetricsFile, step_offset: int):
+        super().__init__(step_offset)
+        self.total_steps, self.metrics, self._last = total_steps, metrics, step_offset
+
+
+class Progress(_Rows):
     """Logs loss, lr and images/s every `log_every` steps (the first interval includes graph
     compilation), refuses a non-finite loss, and stops the run after `last_step`."""
 
@@ -73,10 +82,9 @@ class Progress(_GlobalStep):
         metrics: MetricsFile,
         step_offset: int = 0,
     ):
-        super().__init__(step_offset)
+        super().__init__(total_steps=total_steps, metrics=metrics, step_offset=step_offset)
         self.lrs, self.global_batch, self.log_every = lrs, global_batch, log_every
-        self.last_step, self.total_steps, self.metrics = last_step, total_steps, metrics
-        self._last, self._last_time = step_offset, time.perf_counter()
+        self.last_step, self._last_time = last_step, time.perf_counter()
 
     def on_train_begin(self, run_context):
         self._last_time = time.perf_counter()
@@ -173,7 +181,7 @@ class Checkpoints(_GlobalStep):
         self.save(run_context.original_args().train_network, self.step(run_context))
 
 
-class PeriodicEval(_GlobalStep):
+class PeriodicEval(_Rows):
     """Evaluates every `every` steps and at the last step, writing an "eval" row, and with
     `evaluate_ema` (train.ema_decay) an "eval_ema" row of the averaged weights (the JAX side's
     rows)."""
@@ -188,10 +196,9 @@ class PeriodicEval(_GlobalStep):
         step_offset: int = 0,
         evaluate_ema: Callable[[], dict] | None = None,
     ):
-        super().__init__(step_offset)
-        self.evaluate, self.every, self.total_steps = evaluate, every, total_steps
-        self.evaluate_ema = evaluate_ema
-        self.metrics, self._last, self.result = metrics, step_offset, {}
+        super().__init__(total_steps=total_steps, metrics=metrics, step_offset=step_offset)
+        self.evaluate, self.every, self.evaluate_ema = evaluate, every, evaluate_ema
+        self.result = {}
 
     def on_train_step_end(self, run_context):
         step = self.step(run_context)

@@ -13,6 +13,7 @@ from ml_collections import ConfigDict
 
 from ascend_port.errors import UserError
 from train_lib import config_checks
+from train_lib.recipes import checks as recipe_checks
 
 TARGETS = ("Ascend", "GPU", "CPU")
 EXEC_MODES = ("graph", "pynative")
@@ -25,16 +26,9 @@ def _choice(key: str, value, choices) -> None:
         raise UserError(f"{key}={value!r}; choose one of {', '.join(map(str, choices))}")
 
 
-def _positive(key: str, value, *, allow_none: bool = False, allow_zero: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if value is None or not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        raise UserError(f"{key}={value}; must be {'>= 0' if allow_zero else '> 0'}")
-
-
-def _rate(key: str, value) -> None:
-    if value is not None and not 0.0 <= value < 1.0:
-        raise UserError(f"{key}={value}; must be in [0, 1)")
+def _positive(key: str, value) -> None:
+    if value is None or not math.isfinite(value) or value <= 0:
+        raise UserError(f"{key}={value}; must be > 0")
 
 
 def data_source(source: str) -> None:
@@ -55,9 +49,10 @@ def data_source(source: str) -> None:
 def validate(config: ConfigDict, *, mode: str = "train") -> None:
     """Raises UserError naming the first config value this side cannot run with: first the
     checks both sides share (train_lib.config_checks, so main.py and this CLI refuse the same
-    configs with the same line), then what only the MindSpore side needs."""
+    configs with the same line), then what only the MindSpore side has: the sources it reads
+    and the ascend.* fields."""
     config_checks.check(config, device_count=1, process_count=1, init_from=False)
-    d, t, o, s, a = config.data, config.train, config.optim, config.schedule, config.ascend
+    d, a = config.data, config.ascend
     if mode != "predict":  # predict reads no dataset (ImageNet's class names ship with us)
         data_source(d.source)
     _choice("ascend.device_target", a.device_target, TARGETS)
@@ -67,20 +62,14 @@ def validate(config: ConfigDict, *, mode: str = "train") -> None:
         _positive("ascend.export_batch_size", a.export_batch_size)
     if mode != "train":
         return
-    _positive("train.freeze_backbone_epochs", t.freeze_backbone_epochs, allow_zero=True)
-    if not 0.0 <= t.label_smoothing < 1.0:
-        raise UserError(f"train.label_smoothing={t.label_smoothing}; must be in [0, 1)")
-    _positive("optim.weight_decay", o.weight_decay, allow_zero=True)
-    _positive("optim.backbone_lr_scale", o.backbone_lr_scale, allow_zero=True)
-    _positive("schedule.lr_max", s.lr_max)
-    _positive("schedule.warmup_epochs", s.warmup_epochs, allow_zero=True)
     _choice("ascend.amp_level", a.amp_level, AMP_LEVELS)
     _positive("ascend.loss_scale", a.loss_scale)
 
 
 def batch_fits(config: ConfigDict, devices: int) -> None:
-    """Global batch sizes must split evenly over the data-parallel group."""
-    if config.train.batch_size % devices:
-        raise UserError(
-            f"train.batch_size={config.train.batch_size} is not divisible by the {devices} devices"
-        )
+    """Once the data-parallel group is known: the global batch splits over its devices, each
+    share into train.accum_steps micro-batches, and mixing works on each device's batch (the
+    MindSpore side mixes per device, in its pipeline): the shared recipe rule."""
+    per_device = config.train.batch_size // devices
+    if problem := recipe_checks.first_error(config, mixing_batch=per_device, devices=devices):
+        raise UserError(problem)

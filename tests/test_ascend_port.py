@@ -841,6 +841,9 @@ SHARED_MISTAKES = [
     "--config.data.crop_pct=2.0",
     "--config.optim.name=adam",
     "--config.schedule.name=poly",
+    "--config.train.label_smoothing=1.0",
+    "--config.optim.weight_decay=-0.1",
+    "--config.train.grad_clip_norm=-1.0",
 ]
 
 

@@ -166,9 +166,17 @@ def check_train(config: ConfigDict, *, device_count: int, process_count: int) ->
     _choice("optim.name", config.optim.name, OPTIMIZERS)
     _choice("schedule.name", config.schedule.name, SCHEDULES)
     _positive("schedule.reference_batch_size", config.schedule.reference_batch_size)
-    for key in ("optim.backbone_lr_scale", "train.freeze_backbone_epochs"):  # fine-tuning
+    _positive("schedule.lr_max", config.schedule.lr_max)
+    if not 0.0 <= train.label_smoothing < 1.0:  # NaN fails too
+        raise UserError(f"train.label_smoothing={train.label_smoothing} must be in [0, 1)")
+    for key in (
+        "optim.weight_decay",
+        "schedule.warmup_epochs",
+        "optim.backbone_lr_scale",  # fine-tuning
+        "train.freeze_backbone_epochs",
+    ):
         group, name = key.split(".")
-        if config[group][name] < 0:
+        if not config[group][name] >= 0:  # NaN fails too
             raise UserError(f"{key}={config[group][name]} must not be negative")
 
 

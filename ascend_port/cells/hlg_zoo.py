@@ -10,13 +10,19 @@ norm0/spatial_smooth) are built so that zoo checkpoints load strictly; they get 
 
 from __future__ import annotations
 
-import mindspore as ms
 import numpy as np
 from mindspore import Parameter, nn, ops
 from mindspore.common import initializer as init
 
 from ascend_port.cells import layers
-from ascend_port.cells.hlg import attention, nchw, nhwc, window_partition, window_unpartition
+from ascend_port.cells.hlg import (
+    TokenClassifier,
+    attention,
+    nchw,
+    nhwc,
+    window_partition,
+    window_unpartition,
+)
 from models.hlg_arch import (
     WINDOW,
     ZOO_D_MODEL,
@@ -174,8 +180,10 @@ class Transformer(nn.Cell):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
-class HLGZoo(layers.Classifier):
+class HLGZoo(TokenClassifier):
     """patch_embed1..4, pos_embed1..4, cls, block{s}_{0,1}, norm, head (the zoo's `HLG` cell)."""
+
+    head_init = DENSE_INIT
 
     def __init__(self, *, num_classes: int = ZOO_NUM_CLASSES, drop_path_rate: float | None = None):
         super().__init__()
@@ -212,17 +220,7 @@ class HLGZoo(layers.Classifier):
         # The zoo names this parameter 'cls' (attribute cls_token); so do the Flax model and we.
         self.cls = Parameter(init.initializer(normal, (1, 1, ZOO_D_MODEL[-1])), name="cls")
         self.norm = layer_norm(ZOO_D_MODEL[-1])
-        self.num_classes, self.num_features = num_classes, ZOO_D_MODEL[-1]
-        self.head = self._new_head(num_classes)
-
-    def _new_head(self, num_classes: int) -> nn.Cell:
-        return dense(self.num_features, num_classes)
-
-    def _set_head(self, head: nn.Cell) -> None:
-        self.head = head
-
-    def forward_head(self, features):
-        return self.head(features).astype(ms.float32)
+        self._init_head(ZOO_D_MODEL[-1], num_classes)
 
     def _stage(self, x, pos_embed, block0, block1, cls=None):
         """NCHW patch-embedded map -> tokens (+ cls) + position embedding -> two blocks."""
