@@ -281,8 +281,7 @@ class HLG(layers.DenseHeadClassifier):
         rngs = layers.ParamKeys(rngs)
         kw = dict(dtype=dtype, rngs=rngs)
         self.dtype = dtype
-        rate = cfg.drop_path_rate if drop_path_rate is None else drop_path_rate
-        dpr = np.linspace(0.0, rate, sum(cfg.depths)).tolist()
+        dpr = cfg.block_drop_path_rates(drop_path_rate)
         c1 = cfg.dims[0]
         self.s0_conv = nnx.List(
             [

@@ -44,6 +44,11 @@ def global_offsets(height: int, width: int, window: int = WINDOW) -> np.ndarray:
     return off.reshape(-1, 2).astype(np.float32)
 
 
+def drop_path_rates(rate: float, num_blocks: int) -> list[float]:
+    """Each block's stochastic-depth rate in build order: linear from 0 to `rate` (Swin, timm)."""
+    return np.linspace(0.0, rate, num_blocks).tolist()
+
+
 @dataclasses.dataclass(frozen=True)
 class HLGConfig:
     dims: tuple[int, int, int, int]
@@ -53,6 +58,10 @@ class HLGConfig:
     # How a 7x7 window becomes its global token: "mean" (the official "avgpool") or "dwconv"
     # (a depthwise 7x7 stride-7 conv with bias, `h0_conv`, in every block of stages 1-3).
     window_tokens: str = "mean"
+
+    def block_drop_path_rates(self, rate: float | None = None) -> list[float]:
+        """Per block in build order; `rate`, when given, replaces this config's drop_path_rate."""
+        return drop_path_rates(self.drop_path_rate if rate is None else rate, sum(self.depths))
 
 
 CONFIGS = {
@@ -77,6 +86,12 @@ ZOO_MLP_RATIOS = (8, 8, 4, 4)
 ZOO_FEATURE_SIZES = (56, 28, 14, 7)
 ZOO_DROP_PATH_RATE = 0.1  # HLGConfig.body_drop_path_rate
 ZOO_NUM_CLASSES = 1001  # the zoo's class_num
+
+
+def zoo_drop_path_rates(rate: float | None = None) -> list[float]:
+    """The zoo build's per-block rates (two blocks a stage); `rate` replaces its default."""
+    return drop_path_rates(ZOO_DROP_PATH_RATE if rate is None else rate, 2 * len(ZOO_D_MODEL))
+
 
 # timm's `no_weight_decay` for both HLG builds: parameters (matched per dotted-name segment) that
 # a transformer recipe leaves undecayed, besides norms and biases. Only the zoo build has them

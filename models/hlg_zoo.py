@@ -28,19 +28,18 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from models import layers
 from models.hlg import WINDOW, window_partition, window_unpartition
 from models.hlg_arch import ZOO_D_MODEL as D_MODEL
 from models.hlg_arch import ZOO_DIM_HEAD as DIM_HEAD
-from models.hlg_arch import ZOO_DROP_PATH_RATE as DROP_PATH_RATE
 from models.hlg_arch import ZOO_FEATURE_SIZES as FEATURE_SIZES
 from models.hlg_arch import ZOO_HEADS as HEADS
 from models.hlg_arch import ZOO_INPUT_SIZE as INPUT_SIZE
 from models.hlg_arch import ZOO_LN_EPS as LN_EPS
 from models.hlg_arch import ZOO_MLP_RATIOS as MLP_RATIOS
+from models.hlg_arch import zoo_drop_path_rates
 from models.layers import GELU, Sequential, attention, dense, layer_norm
 from models.registry import register
 
@@ -201,8 +200,7 @@ class HLGZoo(layers.DenseHeadClassifier):
         rngs = layers.ParamKeys(rngs)
         kw = dict(dtype=dtype, rngs=rngs)
         self.dtype = dtype
-        rate = DROP_PATH_RATE if drop_path_rate is None else drop_path_rate
-        dpr = np.linspace(0.0, rate, 2 * len(D_MODEL)).tolist()
+        dpr = zoo_drop_path_rates(drop_path_rate)
         normal = nnx.initializers.normal(stddev=1.0)  # HLGConfig.network_init
         cin = 3
         for s, (dim, size) in enumerate(zip(D_MODEL, FEATURE_SIZES, strict=True)):
