@@ -331,8 +331,7 @@ class HLG(TokenClassifier):
         self, cfg: HLGConfig, *, num_classes: int = 1000, drop_path_rate: float | None = None
     ):
         super().__init__()
-        rate = cfg.drop_path_rate if drop_path_rate is None else drop_path_rate
-        dpr = np.linspace(0.0, rate, sum(cfg.depths)).tolist()
+        dpr = cfg.block_drop_path_rates(drop_path_rate)
         c1 = cfg.dims[0]
         self.s0_conv = nn.CellList(
             [
