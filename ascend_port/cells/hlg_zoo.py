@@ -10,7 +10,6 @@ norm0/spatial_smooth) are built so that zoo checkpoints load strictly; they get 
 
 from __future__ import annotations
 
-import numpy as np
 from mindspore import Parameter, nn, ops
 from mindspore.common import initializer as init
 
@@ -27,7 +26,6 @@ from models.hlg_arch import (
     WINDOW,
     ZOO_D_MODEL,
     ZOO_DIM_HEAD,
-    ZOO_DROP_PATH_RATE,
     ZOO_FEATURE_SIZES,
     ZOO_HEADS,
     ZOO_INPUT_SIZE,
@@ -35,6 +33,7 @@ from models.hlg_arch import (
     ZOO_MLP_RATIOS,
     ZOO_NAME,
     ZOO_NUM_CLASSES,
+    zoo_drop_path_rates,
 )
 
 DENSE_INIT = init.TruncatedNormal(sigma=0.02)  # HLGConfig attention/feedforward/head init
@@ -187,8 +186,7 @@ class HLGZoo(TokenClassifier):
 
     def __init__(self, *, num_classes: int = ZOO_NUM_CLASSES, drop_path_rate: float | None = None):
         super().__init__()
-        rate = ZOO_DROP_PATH_RATE if drop_path_rate is None else drop_path_rate
-        dpr = np.linspace(0.0, rate, 2 * len(ZOO_D_MODEL)).tolist()
+        dpr = zoo_drop_path_rates(drop_path_rate)
         normal = init.Normal(sigma=1.0)  # HLGConfig.network_init
         cin = 3
         for s, (dim, size) in enumerate(zip(ZOO_D_MODEL, ZOO_FEATURE_SIZES, strict=True)):
