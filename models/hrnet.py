@@ -80,7 +80,7 @@ def _conv_bn(cin, cout, kernel, *, stride=1, bias=False, dtype, rngs) -> nnx.Lis
 
 def _apply_conv_bn(seq: nnx.List, x: jax.Array, relu: bool) -> jax.Array:
     x = seq[1](seq[0](x))
-    return jax.nn.relu(x) if relu else x
+    return layers.relu(x) if relu else x
 
 
 # --------------------------------------------------------------------------- residual blocks
@@ -98,10 +98,10 @@ class BasicBlock(nnx.Module):
         self.downsample = _conv_bn(cin, planes, 1, **kw) if cin != planes else None
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        out = jax.nn.relu(self.bn1(self.conv1(x)))
+        out = layers.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         shortcut = x if self.downsample is None else _apply_conv_bn(self.downsample, x, False)
-        return jax.nn.relu(out + shortcut)
+        return layers.relu(out + shortcut)
 
 
 class Bottleneck(nnx.Module):
@@ -121,11 +121,11 @@ class Bottleneck(nnx.Module):
         self.downsample = _conv_bn(cin, cout, 1, **kw) if cin != cout else None
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        out = jax.nn.relu(self.bn1(self.conv1(x)))
-        out = jax.nn.relu(self.bn2(self.conv2(out)))
+        out = layers.relu(self.bn1(self.conv1(x)))
+        out = layers.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
         shortcut = x if self.downsample is None else _apply_conv_bn(self.downsample, x, False)
-        return jax.nn.relu(out + shortcut)
+        return layers.relu(out + shortcut)
 
 
 def _make_layer(block, cin: int, planes: int, n: int, *, dtype, rngs) -> nnx.List:
@@ -219,7 +219,7 @@ class HighResolutionModule(nnx.Module):
                     for k, seq in enumerate(f):
                         t = _apply_conv_bn(seq, t, relu=k < len(f) - 1)
                 y = t if y is None else y + t
-            out.append(jax.nn.relu(y))
+            out.append(layers.relu(y))
         return out
 
 
@@ -326,8 +326,8 @@ class HRNet(layers.Classifier):
 
     def feature_map(self, x: jax.Array) -> jax.Array:
         """(B, H, W, 3) -> (B, ceil(H/32), ceil(W/32), 2048), before pooling."""
-        x = jax.nn.relu(self.bn1(self.conv1(x)))
-        x = jax.nn.relu(self.bn2(self.conv2(x)))
+        x = layers.relu(self.bn1(self.conv1(x)))
+        x = layers.relu(self.bn2(self.conv2(x)))
         xs = [_run(self.layer1, x)]
         for transition, stage in (
             (self.transition1, self.stage2),
