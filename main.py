@@ -125,6 +125,35 @@ def _parse_flags(argv: list[str]) -> list[str]:
         _fail(f"bad config override ({' '.join(overrides)}): {detail}")
 
 
+def _run_mode(config) -> dict:
+    """Runs --mode; its result, printed as one key=value line."""
+    if FLAGS.mode == "train":
+        from train_lib import train
+
+        return train.run(config, FLAGS.workdir, allow_config_change=FLAGS.allow_config_change)
+    if FLAGS.mode == "eval":
+        from train_lib import evaluate
+
+        return evaluate.run(config, FLAGS.workdir)
+    if FLAGS.mode == "export":
+        from train_lib import export
+
+        return {"exported": export.run(config, FLAGS.workdir)}
+    if FLAGS.mode == "predict":
+        if not FLAGS.images:
+            _fail("--mode=predict needs --images FILE_OR_DIR[,...]")
+        from train_lib import predict
+
+        return predict.run(config, FLAGS.workdir, FLAGS.images, FLAGS.predictions_json)
+    if FLAGS.mode == "benchmark":
+        from train_lib import benchmark
+
+        return benchmark.run(config, FLAGS.workdir)
+    from train_lib import analyze
+
+    return analyze.run(config, FLAGS.workdir, all_variants=FLAGS.all)
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         _fail(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -134,58 +163,23 @@ def main(argv: list[str]) -> None:
         _fail(f"--workdir is required for --mode={FLAGS.mode}")
     import jax
 
+    from train_lib import runtime
+    from train_lib.errors import UserError
+
+    distributed = None
     if FLAGS.distributed:
-        kwargs = {
+        distributed = {
             k: getattr(FLAGS, k)
             for k in ("coordinator_address", "num_processes", "process_id")
             if getattr(FLAGS, k) is not None
         }
-        from train_lib import multihost
-
-        try:
-            multihost.initialize(timeout_s=FLAGS.distributed_timeout, **kwargs)
-        except multihost.PeerLostError as e:
-            _fail(str(e))
-    # Persistent compilation cache next to the workdir (unless JAX_COMPILATION_CACHE_DIR names
-    # one): reruns skip the XLA compile.
-    if not jax.config.jax_compilation_cache_dir and FLAGS.mode not in _NO_WORKDIR_MODES:
-        cache = os.path.join(os.path.dirname(os.path.abspath(FLAGS.workdir)), ".jax_cache")
-        jax.config.update("jax_compilation_cache_dir", cache)
-    logging.info(
-        "process %d/%d, %d devices (%s)",
-        jax.process_index(),
-        jax.process_count(),
-        jax.device_count(),
-        jax.devices()[0].platform,
-    )
-
-    from train_lib import loop
-    from train_lib.errors import UserError
-
-    config = FLAGS.config
     try:
-        if FLAGS.mode == "train":
-            result = loop.train_and_evaluate(
-                config, FLAGS.workdir, allow_config_change=FLAGS.allow_config_change
-            )
-        elif FLAGS.mode == "eval":
-            result = loop.evaluate(config, FLAGS.workdir)
-        elif FLAGS.mode == "predict":
-            if not FLAGS.images:
-                _fail("--mode=predict needs --images FILE_OR_DIR[,...]")
-            from train_lib import predict
-
-            result = predict.run(config, FLAGS.workdir, FLAGS.images, FLAGS.predictions_json)
-        elif FLAGS.mode == "export":
-            result = {"exported": loop.export(config, FLAGS.workdir)}
-        elif FLAGS.mode == "benchmark":
-            from train_lib import benchmark
-
-            result = benchmark.run(config, FLAGS.workdir)
-        else:
-            from train_lib import analyze
-
-            result = analyze.run(config, FLAGS.workdir, all_variants=FLAGS.all)
+        runtime.start(
+            None if FLAGS.mode in _NO_WORKDIR_MODES else FLAGS.workdir,
+            distributed=distributed,
+            distributed_timeout=FLAGS.distributed_timeout,
+        )
+        result = _run_mode(FLAGS.config)
     except (UserError, FileNotFoundError) as e:
         _fail(str(e), getattr(e, "stderr_fd", None))
     if jax.process_index() == 0:

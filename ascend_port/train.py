@@ -45,7 +45,7 @@ from ascend_port import weights as msw
 from ascend_port import workdir as wd
 from ascend_port.errors import UserError
 from ascend_port.losses import SmoothedCrossEntropy, SoftTargetCrossEntropy
-from train_lib import lr_schedule, plots, run_config
+from train_lib import lr_schedule, periodic, plots, run_config
 from train_lib.recipes import ema as ema_rule
 from train_lib.recipes import mixup as mixup_rule
 
@@ -218,7 +218,7 @@ def train(
         callbacks.Progress(
             lrs=lrs,
             global_batch=config.train.batch_size,
-            log_every=config.train.log_every_steps,
+            log_every=periodic.every_n_steps(config.train, "log", steps_per_epoch),
             last_step=last_step,
             total_steps=total_steps,
             metrics=metrics,
@@ -227,7 +227,7 @@ def train(
         callbacks.Checkpoints(
             workdir=workdir,
             model=name,
-            every=config.train.checkpoint_every_steps,
+            every=periodic.every_n_steps(config.train, "checkpoint", steps_per_epoch),
             keep=config.train.keep_checkpoints,
             last_step=last_step,
             meta={msw.META_MODEL: name, msw.META_NUM_CLASSES: str(num_classes)},
@@ -241,7 +241,7 @@ def train(
         evaluator = callbacks.PeriodicEval(
             evaluate=lambda: eval_lib.run_eval(config, net, root, report_to=workdir),
             evaluate_ema=_ema_evaluator(config, model, root),
-            every=max(int(config.train.eval_every_epochs * steps_per_epoch), 1),
+            every=periodic.every_n_steps(config.train, "eval", steps_per_epoch),
             total_steps=total_steps,
             metrics=metrics,
             step_offset=start,

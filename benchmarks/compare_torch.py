@@ -116,13 +116,13 @@ def jax_runner(model_name: str, mode: str, *, batch: int, size: int, dtype: str)
     import jax
 
     from configs import base
-    from train_lib import benchmark, loop
+    from train_lib import benchmark, build
     from train_lib.state import SplitModel
 
     config = base.get_config()
     config.model.name, config.model.dtype = model_name, dtype
     config.train.batch_size, config.data.image_size = batch, size
-    split = SplitModel(loop.build_model(config))
+    split = SplitModel(build.model(config))
     runner = benchmark.PREPARE[mode](config, split)
 
     def run() -> None:

@@ -62,7 +62,7 @@ def measure(
 ) -> dict[str, Any]:
     import input_pipeline
     from configs import base
-    from train_lib import loop
+    from train_lib import build
     from train_lib.errors import UserError
 
     config = base.get_config()
@@ -80,7 +80,7 @@ def measure(
     }
     try:
         config.model.num_classes = input_pipeline.dataset_info(config.data).num_classes
-        loop.validate(config)
+        build.validate(config)
     except UserError as e:
         return {**row, "skipped": str(e)}
     it = input_pipeline.train_batches(config.data, global_batch_size=batch, seed=0)

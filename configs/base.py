@@ -86,9 +86,16 @@ def get_config() -> ConfigDict:
     # a / (K - 1) on every other class (the MindSpore model zoo's CrossEntropySmooth).
     c.train.label_smoothing_mode = "uniform"
     c.train.grad_clip_norm = config_dict.placeholder(float)  # global-norm clipping; None = off
-    c.train.log_every_steps = 50
-    c.train.eval_every_epochs = 1  # also evaluates at the end
-    c.train.checkpoint_every_steps = 1000  # also checkpoints at the end
+    # Periodic actions (train_lib/periodic.py): each has a period in steps or in epochs,
+    # <action>_every_steps or <action>_every_epochs, exactly one of the two > 0 (0 = unset). To
+    # use the other form set the default one to 0, e.g. --config.train.log_every_steps=0
+    # --config.train.log_every_epochs=0.5. Epochs become steps rounded down (at least 1).
+    c.train.log_every_steps = 50  # also logs at the run's last step
+    c.train.log_every_epochs = 0.0
+    c.train.eval_every_steps = 0
+    c.train.eval_every_epochs = 1.0  # also evaluates at the end of the schedule
+    c.train.checkpoint_every_steps = 1000  # also checkpoints at the run's last step
+    c.train.checkpoint_every_epochs = 0.0
     c.train.keep_checkpoints = 3
     c.train.eval_batch_size = config_dict.placeholder(int)  # None = train.batch_size
     c.train.freeze_backbone_epochs = 0.0  # fine-tuning: only the classifier learns for the

@@ -645,22 +645,22 @@ def test_resumed_run_reads_the_batches_an_uninterrupted_run_reads(tmp_path):
 @pytest.mark.xdist_group("ascend_digits")
 def test_same_checkpoint_evaluates_the_same_on_digits(tmp_path):
     """main.py trains the demo briefly and exports; ascend_port.convert makes a .ckpt of it;
-    ascend_port.eval and main.py --mode=eval (loop.evaluate on the workdir) agree on top-1 to
+    ascend_port.eval and main.py --mode=eval (train_lib.evaluate on the workdir) agree on top-1 to
     within one image. Both sides crop and resize the same way (none of either: the digits are
     32x32 and the demo's crop_pct is 1) and decode JPEGs with the same accurate IDCT; the two
     frameworks' float arithmetic may still move a borderline image."""
     from configs import demo
     from input_pipeline import digits
-    from train_lib import loop
+    from train_lib import evaluate, export, train
 
     config = demo.get_config()
     # As test_end_to_end (~94% top-1): confident predictions.
     config.train.steps = 60
     config.train.tensorboard = False
     workdir = str(tmp_path / "run")
-    loop.train_and_evaluate(config, workdir)
-    exported = loop.export(config, workdir)
-    jax_result = loop.evaluate(config, workdir)  # what main.py --mode=eval runs
+    train.run(config, workdir)
+    exported = export.run(config, workdir)
+    jax_result = evaluate.run(config, workdir)  # what main.py --mode=eval runs
     ckpt = str(tmp_path / "hardnet39ds.ckpt")
     run_ascend(["-m", "ascend_port.convert", exported, ckpt])
     ms_workdir = tmp_path / "ms"

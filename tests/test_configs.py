@@ -94,18 +94,18 @@ print(json.dumps(out))
 def test_every_config_validates_on_both_sides():
     """Each config passes validation, or is refused naming a PENDING feature and passes with
     the PENDING features switched off."""
-    from train_lib import loop
+    from train_lib import build
     from train_lib.errors import UserError
 
     files = config_files()
     assert len(files) >= 19 and "configs/hlg_mobile_zoo.py" in files
     for path in files:
         try:
-            loop.validate(_load(path))
+            build.validate(_load(path))
         except UserError as e:
             pending = _pending_set(_load(path), JAX_PENDING)
             assert any(k.split(".")[1] in str(e) for k in pending), (path, e)
-            loop.validate(_without_pending(_load(path)))
+            build.validate(_without_pending(_load(path)))
     proc = run_ascend(["-c", _MINDSPORE_VALIDATE, json.dumps(files), json.dumps(PENDING)])
     results = json.loads(proc.stdout.strip().splitlines()[-1])
     assert sorted(results) == files

@@ -12,7 +12,7 @@ import pytest
 import models
 from configs import demo
 from tests.fake_data import add_bad_files, imagenet_wnids, make_fake_ilsvrc, make_folder
-from train_lib import loop
+from train_lib import evaluate, export, train
 
 pytestmark = pytest.mark.slow  # main.py trainings in subprocesses
 
@@ -28,17 +28,17 @@ def test_demo_learns_digits_and_evaluates_its_export(tmp_path):
     """A couple of epochs of the demo recipe: far above the 10% of chance, every image counted;
     --mode=eval of the exported weights gives the same accuracy as the end of training."""
     config = _short(demo.get_config(), steps=60, eval_every_epochs=100, log_every_steps=20)
-    result = loop.train_and_evaluate(config, str(tmp_path / "run"))
+    result = train.run(config, str(tmp_path / "run"))
     assert result["examples"] == 359
     assert result["top1"] >= 0.8, result  # measured 0.94 after these 60 steps
     rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
     train_rows = [r for r in rows if r["split"] == "train"]
     assert train_rows[-1]["loss"] < train_rows[0]["loss"]
 
-    path = loop.export(config, str(tmp_path / "run"))
+    path = export.run(config, str(tmp_path / "run"))
     assert models.weights.read(path)[1]["model"] == "hardnet39ds"
     config.init_from = path
-    again = loop.evaluate(config, str(tmp_path / "eval"))
+    again = evaluate.run(config, str(tmp_path / "eval"))
     assert again["examples"] == 359
     assert abs(again["top1"] - result["top1"]) <= 1 / 359
 
@@ -57,7 +57,7 @@ def test_tfds_imagenet2012_from_manual_tars_trains_and_evaluates(tmp_path):
         crop_min=0.08,
         random_flip=True,
     )
-    result = loop.train_and_evaluate(config, str(tmp_path / "run"))
+    result = train.run(config, str(tmp_path / "run"))
     assert result["examples"] == 10 and np.isfinite(result["loss"])
     assert sorted(n for n in os.listdir(tmp_path / "run" / "checkpoints") if n.isdigit()) == ["2"]
 
@@ -71,7 +71,7 @@ def test_folder_with_bad_files_trains_on(tmp_path):
     config = _short(demo.get_config(), steps=3, batch_size=8, eval_batch_size=4)
     config.model.num_classes = 2
     config.data.update(source=f"folder:{root}", image_size=32)
-    result = loop.train_and_evaluate(config, str(tmp_path / "run"))
+    result = train.run(config, str(tmp_path / "run"))
     # The 6 good val images plus the PNG-named-JPEG and the CMYK JPEG decode; the truncated and
     # garbage files are skipped.
     assert result["examples"] == 8 and np.isfinite(result["loss"])

@@ -16,8 +16,9 @@ from configs import demo
 from models import registry
 from models.classifier import classifier_keys
 from tests.fake_data import make_folder
-from train_lib import finetune, loop, optim
+from train_lib import build, export, finetune, optim, train
 from train_lib.errors import UserError
+from train_lib.state import SplitModel
 
 HEAD = ["base.14.3.kernel", "base.14.3.bias"]  # hardnet39ds's classifier
 CONV = "base.0.conv.kernel"  # the stem's first conv
@@ -29,8 +30,8 @@ def exported(tmp_path_factory) -> str:
     workdir = str(tmp_path_factory.mktemp("demo"))
     config = demo.get_config()
     config.train.update(steps=2, batch_size=16, eval_every_epochs=100, tensorboard=False)
-    loop.train_and_evaluate(config, workdir)
-    return loop.export(config, workdir)
+    train.run(config, workdir)
+    return export.run(config, workdir)
 
 
 def _five_classes(root, init_from: str, **train):
@@ -55,20 +56,20 @@ def test_classifier_rule_finds_each_familys_head():
 
 def test_frozen_backbone_keeps_the_files_weights_and_the_head_learns(exported, tmp_path, caplog):
     config = _five_classes(tmp_path / "five", exported, steps=2, freeze_backbone_epochs=1.0)
-    fresh = models.weights.flatten(loop.build_model(config, fresh_head=True))
+    fresh = models.weights.flatten(build.model(config, fresh_head=True))
     source = models.weights.read(exported)[0]
     caplog.clear()
     with caplog.at_level(logging.WARNING):
-        loop.train_and_evaluate(config, str(tmp_path / "run"))
+        train.run(config, str(tmp_path / "run"))
     lines = [r.getMessage() for r in caplog.records if "but the classifier" in r.getMessage()]
     assert len(lines) == 1 and all(k in lines[0] for k in HEAD), lines
-    tuned = models.weights.read(loop.export(config, str(tmp_path / "run")))[0]
+    tuned = models.weights.read(export.run(config, str(tmp_path / "run")))[0]
 
     # Before training: backbone from the file, head fresh (not the file's, other shape).
     np.testing.assert_array_equal(fresh[CONV], source[CONV])
     assert fresh[HEAD[0]].shape == (1024, 5) and source[HEAD[0]].shape == (1024, 10)
     # Two steps = one frozen epoch: every backbone param exactly the file's, the head moved.
-    params = set(loop.SplitModel(loop.build_model(config, fresh_head=True)).initial_params)
+    params = set(SplitModel(build.model(config, fresh_head=True)).initial_params)
     for key in params - set(HEAD):
         np.testing.assert_array_equal(tuned[key], source[key], err_msg=key)
     assert not np.allclose(tuned[HEAD[0]], fresh[HEAD[0]])
@@ -80,12 +81,12 @@ def test_matching_head_loads_as_usual_and_eval_stays_strict(exported, tmp_path):
     source = models.weights.read(exported)[0]
     config = _five_classes(tmp_path / "five", exported)
     config.model.num_classes = 10
-    same = models.weights.flatten(loop.build_model(config, fresh_head=True))
+    same = models.weights.flatten(build.model(config, fresh_head=True))
     for key in HEAD + [CONV]:
         np.testing.assert_array_equal(same[key], source[key])
     config.model.num_classes = 5  # evaluating a file of another class count is a mistake
     with pytest.raises(UserError, match="base.14.3"):
-        loop.build_model(config)
+        build.model(config)
 
 
 def test_backbone_lr_scale_and_freeze_reach_the_updates():
@@ -120,4 +121,4 @@ def test_negative_options_are_refused(field):
     group, name = field.split(".")
     config[group][name] = -1.0
     with pytest.raises(UserError, match=field):
-        loop.validate(config)
+        build.validate(config)

@@ -157,7 +157,7 @@ def test_resume_is_bit_exact_with_the_recipes_on(tmp_path):
     Both eval rows are written. (Export of raw vs averaged weights: test_ema_of_a_constant_...)"""
     from tests.test_train_lib import _train, _weights
     from tests.train_subprocess import config_from
-    from train_lib import loop, loss_scale
+    from train_lib import export, loss_scale
 
     steps = (
         "train.steps=6",
@@ -192,7 +192,7 @@ def test_resume_is_bit_exact_with_the_recipes_on(tmp_path):
         scale = scale / 2 if r["skipped_steps"] else scale
         assert r["loss_scale"] == scale and r["skipped_steps"] in (0, 1), train_rows
     assert sum(r["skipped_steps"] for r in train_rows) < 6, train_rows
-    raw = models.weights.read(loop.export(config_from(steps), str(tmp_path / "full")))[0]
+    raw = models.weights.read(export.run(config_from(steps), str(tmp_path / "full")))[0]
     assert any(not np.array_equal(raw[k], at_3[k]) for k in raw), "no step moved the weights"
     print([(r["step"], r["skipped_steps"], r["loss_scale"]) for r in train_rows])
 
@@ -241,18 +241,18 @@ def test_more_logits_than_classes_is_a_note_fewer_an_error():
 
 def test_jax_side_accepts_1001_logits_on_1000_classes(caplog):
     from configs import base
-    from train_lib import loop
+    from train_lib import build
     from train_lib.errors import UserError
 
     c = base.get_config()
     c.data.source, c.data.synthetic_num_classes = "synthetic", 10
     c.model.num_classes = 11
     with caplog.at_level("WARNING"):
-        assert loop._dataset_info(c).num_classes == 10
+        assert build.dataset_info(c).num_classes == 10
     assert sum("never targets" in r.getMessage() for r in caplog.records) == 1
     c.model.num_classes = 9
     with pytest.raises(UserError, match="at least"):
-        loop._dataset_info(c)
+        build.dataset_info(c)
 
 
 # --------------------------------------------------------------------------- EMA

@@ -36,11 +36,11 @@ def config_from(overrides: list[str]):
 
 def main() -> None:
     workdir, overrides = sys.argv[1], sys.argv[2:]
-    from train_lib import loop
+    from train_lib import export, train
 
     config = config_from(overrides)
-    result = loop.train_and_evaluate(config, workdir)
-    path = loop.export(config, workdir)
+    result = train.run(config, workdir)
+    path = export.run(config, workdir)
     import jax
 
     print(json.dumps({"result": result, "export": path, "devices": jax.device_count()}))

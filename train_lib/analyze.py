@@ -23,9 +23,9 @@ from ml_collections import ConfigDict
 
 import models
 from models import registry
-from train_lib import benchmark, loop, optim, steps
+from train_lib import benchmark, build, optim
 from train_lib import mesh as mesh_lib
-from train_lib.state import SplitModel, TrainState
+from train_lib.state import SplitModel
 
 # Ops through which a kernel keeps its name (dtype casts and layout changes of the parameter).
 _NAME_PRESERVING = frozenset(
@@ -154,25 +154,11 @@ def compiled_memory(config: ConfigDict, split: SplitModel, batch: int) -> dict[s
     stats = jax.tree.map(sds, split.initial_stats)
     images = jax.ShapeDtypeStruct((batch, size, size, 3), jnp.uint8)
     labels = jax.ShapeDtypeStruct((batch,), jnp.int32)
-    pre = loop._preprocessing(config)
     eval_batch = {"image": images, "label": labels, "mask": jax.ShapeDtypeStruct((batch,), bool)}
-    forward = steps.make_eval_step(split, **pre).lower(params, stats, eval_batch).compile()
+    forward = build.eval_step(config, split).lower(params, stats, eval_batch).compile()
     tx = optim.create_optimizer(config, optax.constant_schedule(0.0))
-    state = TrainState(
-        step=jax.ShapeDtypeStruct((), jnp.int32),
-        params=params,
-        batch_stats=stats,
-        opt_state=jax.eval_shape(tx.init, params),
-        rng=jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0))),
-    )
-    train = steps.make_train_step(
-        split,
-        tx,
-        label_smoothing=config.train.label_smoothing,
-        mesh=mesh_lib.make_mesh(),
-        mode=config.parallel.mode,
-        **pre,
-    )
+    state = jax.eval_shape(lambda p, s: build.initial_state(config, tx, p, s), params, stats)
+    train = build.train_step(config, split, tx, mesh_lib.make_mesh())
     train = train.lower(state, {"image": images, "label": labels}).compile()
     fwd, trn = benchmark.compiled_memory(forward), benchmark.compiled_memory(train)
     return {
@@ -186,14 +172,14 @@ def compiled_memory(config: ConfigDict, split: SplitModel, batch: int) -> dict[s
 def analyze(config: ConfigDict, *, memory: bool = True) -> dict[str, Any]:
     """Params, MACs/image, CIO bytes/image, per-layer rows and (optionally) compiled memory."""
     name = config.model.name
-    dtype = loop.DTYPES[config.model.dtype]
+    dtype = build.DTYPES[config.model.dtype]
     variant = models.info(name)
     abstract = nnx.eval_shape(
         lambda: variant.builder(
             num_classes=config.model.num_classes,
             dtype=dtype,
             rngs=nnx.Rngs(0),
-            **loop._model_kwargs(config),
+            **build.model_kwargs(config),
         )
     )
     split = SplitModel(abstract)
@@ -243,7 +229,7 @@ def run(
     """Analyzes the config's model (or every registered variant at its default input size,
     with the config's dtype); prints one JSON line per model and readable tables. With a
     workdir the JSON lines also go to <workdir>/analyze.jsonl."""
-    loop.validate(config)
+    build.validate(config)
     configs = [config]
     if all_variants:
         configs = []

@@ -20,10 +20,10 @@ import numpy as np
 import optax
 from ml_collections import ConfigDict
 
-from train_lib import loop, optim, steps
+from train_lib import build, optim
 from train_lib import mesh as mesh_lib
 from train_lib.errors import UserError
-from train_lib.state import SplitModel, TrainState
+from train_lib.state import SplitModel
 
 # Dense (no sparsity) tensor-core peak TFLOP/s per device, from NVIDIA's data sheets. float32
 # is the TF32 figure: XLA's default matmul/conv precision on Ampere and later uses TF32.
@@ -191,34 +191,21 @@ class Runner:
 
 
 def prepare_train(config: ConfigDict, split: SplitModel) -> Runner:
-    """The training loop's step (same optimizer, label smoothing and parallel mode)."""
+    """The training loop's step (every train.* option: label smoothing and its mode, mixup,
+    EMA, accumulation, parallel mode; float16 loss scaling), with a constant learning rate."""
     mesh = mesh_lib.make_mesh()
     batch_size = config.train.batch_size
     tx = optim.create_optimizer(config, optax.constant_schedule(config.schedule.lr_max))
     # Copies: the step donates its state, and the eval measurement still needs the initial arrays.
     params, stats = jax.tree.map(jnp.array, (split.initial_params, split.initial_stats))
     state = jax.device_put(
-        TrainState(
-            step=jnp.zeros((), jnp.int32),
-            params=params,
-            batch_stats=stats,
-            opt_state=tx.init(params),
-            rng=jax.random.key_data(jax.random.key(config.seed)),
-        ),
-        mesh_lib.replicated(mesh),
+        build.initial_state(config, tx, params, stats), mesh_lib.replicated(mesh)
     )
     batch = _synthetic_batch(
         batch_size, config.data.image_size, config.model.num_classes, mesh_lib.data_sharding(mesh)
     )
     batch.pop("mask")
-    step = steps.make_train_step(
-        split,
-        tx,
-        label_smoothing=config.train.label_smoothing,
-        mesh=mesh,
-        mode=config.parallel.mode,
-        **loop._preprocessing(config),
-    )
+    step = build.train_step(config, split, tx, mesh)
     start = time.perf_counter()
     compiled = step.lower(state, batch).compile()
     compile_s = time.perf_counter() - start
@@ -241,7 +228,7 @@ def prepare_eval(config: ConfigDict, split: SplitModel) -> Runner:
     batch = _synthetic_batch(
         batch_size, config.data.image_size, config.model.num_classes, mesh_lib.data_sharding(mesh)
     )
-    step = steps.make_eval_step(split, **loop._preprocessing(config))
+    step = build.eval_step(config, split)
     start = time.perf_counter()
     compiled = step.lower(params, stats, batch).compile()
     compile_s = time.perf_counter() - start
@@ -302,9 +289,9 @@ def run(config: ConfigDict, workdir: str | None = None) -> dict[str, Any]:
 
     With a workdir the JSON lines are also appended to <workdir>/benchmark.jsonl.
     """
-    loop.validate(config)
+    build.validate(config)
     _validate(config)
-    split = SplitModel(loop.build_model(config))
+    split = SplitModel(build.model(config))
     rows = [measure(config, split, m) for m in config.benchmark.modes.split(",") if m]
     if jax.process_index() == 0:
         for row in rows:

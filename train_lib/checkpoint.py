@@ -18,6 +18,7 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from ml_collections import ConfigDict
 
 from models import compat
 from train_lib.errors import UserError
@@ -36,6 +37,16 @@ class Checkpointer:
         self.manager = ocp.CheckpointManager(self.directory, options=options)
         _quiet_orbax_tracebacks()
         _ignore_late_write_callbacks()
+
+    @classmethod
+    def for_config(cls, config: ConfigDict, workdir: str) -> Checkpointer:
+        """The checkpoints of `workdir`, for the config's model (keep-N from train.*)."""
+        return cls(
+            workdir,
+            keep=config.train.keep_checkpoints,
+            model_name=config.model.name,
+            num_classes=config.model.num_classes,
+        )
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
@@ -90,9 +101,12 @@ class Checkpointer:
 
     def restore(self, step: int, target: dict[str, Any]) -> dict[str, Any]:
         """Restores the train state onto `target`'s shapes, dtypes and shardings (the current
-        mesh, whatever the mesh it was saved from)."""
+        mesh, whatever the mesh it was saved from). A checkpoint without EMA weights (saved before
+        train.ema_decay was switched on) restores without "ema"; the caller starts the average."""
         self.check_model(step)
         items = _items(*_split(_abstract(target)))
+        if "ema" not in self.manager.item_metadata(step):
+            items.pop("ema", None)
         restored = self.manager.restore(
             step,
             args=ocp.args.Composite(**{k: ocp.args.StandardRestore(v) for k, v in items.items()}),

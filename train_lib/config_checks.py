@@ -16,6 +16,7 @@ from ml_collections import ConfigDict
 
 from input_pipeline import augment_rules
 from input_pipeline.sources import parse_source
+from train_lib import periodic
 from train_lib.errors import UserError
 from train_lib.recipes import checks as recipe_checks
 
@@ -154,13 +155,8 @@ def check_train(config: ConfigDict, *, device_count: int, process_count: int) ->
     _positive("train.epochs", train.epochs)
     _positive("train.steps", train.steps, optional=True)
     _positive("train.stop_after_steps", train.stop_after_steps, optional=True)
-    for key in (
-        "log_every_steps",
-        "checkpoint_every_steps",
-        "keep_checkpoints",
-        "eval_every_epochs",
-    ):
-        _positive(f"train.{key}", train[key])
+    _positive("train.keep_checkpoints", train.keep_checkpoints)
+    periodic.check(train)  # log / eval / checkpoint periods in steps or epochs
     if "label_smoothing_mode" in train:
         _choice("train.label_smoothing_mode", train.label_smoothing_mode, ("uniform", "others"))
     _choice("optim.name", config.optim.name, OPTIMIZERS)

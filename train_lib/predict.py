@@ -19,7 +19,7 @@ from ml_collections import ConfigDict
 import input_pipeline
 import models
 from input_pipeline import predict_io
-from train_lib import loop, steps
+from train_lib import build, steps
 from train_lib.errors import UserError
 from train_lib.state import SplitModel
 
@@ -67,21 +67,12 @@ def _batches(
 def predict(config: ConfigDict, workdir: str, images: str) -> tuple[list[dict], list[dict]]:
     """(predictions, skipped): [{'image', 'top5': [{'class', 'name', 'prob'}]}], [{'image',
     'error'}] for the images of `images` (comma-separated files and folders)."""
-    loop.validate(config)
+    build.validate(config)
     try:
         paths = predict_io.list_images(images)
     except predict_io.ImagesError as e:
         raise UserError(str(e)) from None
-    if config.init_from:
-        model = loop.build_model(config)
-    else:
-        model = models.create(
-            config.model.name,
-            num_classes=config.model.num_classes,
-            dtype=loop.DTYPES[config.model.dtype],
-            weights=loop._latest_weights(config, workdir),
-            **loop._model_kwargs(config),
-        )
+    model = build.trained_model(config, workdir)
     names = predict_io.class_names(config.data, config.model.num_classes)
     if names is None:  # a TFDS dataset other than ImageNet knows its names
         try:
@@ -89,7 +80,7 @@ def predict(config: ConfigDict, workdir: str, images: str) -> tuple[list[dict], 
         except Exception:  # noqa: BLE001 - no dataset here: indices are names enough
             names = None
     split = SplitModel(model)
-    preprocessing = loop._preprocessing(config)
+    preprocessing = build.preprocessing(config)
 
     @jax.jit
     def forward(params, stats, batch):

@@ -53,8 +53,11 @@ NOT_RESULT_CHANGING = (
     "init_from",  # read only at step 0
     "train.stop_after_steps",
     "train.log_every_steps",
+    "train.log_every_epochs",
+    "train.eval_every_steps",
     "train.eval_every_epochs",
     "train.checkpoint_every_steps",
+    "train.checkpoint_every_epochs",
     "train.keep_checkpoints",
     "train.eval_batch_size",
     "train.tensorboard",
