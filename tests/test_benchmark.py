@@ -10,13 +10,14 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 from flax import nnx
 
 from configs import base
 from models import layers
 from models.hardnet import HarDBlock
-from train_lib import analyze, benchmark
+from train_lib import analyze, benchmark, build, steps
 from train_lib.state import SplitModel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -287,3 +288,24 @@ def test_benchmark_and_analyze_do_not_import_tensorflow():
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "False"
+
+
+@pytest.mark.slow  # a train-step compile
+def test_benchmark_times_the_step_training_runs(monkeypatch):
+    """--mode=benchmark builds the step through the same function as train.run: every train.*
+    option reaches it (label_smoothing_mode once did not), with the state those options need."""
+    seen = {}
+    make = steps.make_train_step
+    monkeypatch.setattr(
+        steps, "make_train_step", lambda *a, **kw: seen.update(kw) or make(*a, **kw)
+    )
+    config = base.get_config()
+    config.model.update(name="hardnet39ds", num_classes=10)
+    config.data.image_size = 32
+    config.train.update(
+        batch_size=2, label_smoothing=0.1, label_smoothing_mode="others", ema_decay=0.9
+    )
+    runner = benchmark.prepare_train(config, SplitModel(build.model(config)))
+    assert seen["label_smoothing_mode"] == "others"
+    assert (seen["label_smoothing"], seen["ema_decay"]) == (0.1, 0.9)
+    assert np.isfinite(float(runner.run()["loss"]))

@@ -72,6 +72,16 @@ CONFIG_MISTAKES = {
         {},
         ("'imagenet'", "tfds:"),
     ),
+    "unknown optimizer": (
+        (*DEMO, "--config.optim.name=lamb"),
+        {},
+        ("optim.name='lamb'", "sgd, rmsprop, adamw"),
+    ),
+    "log period in steps and in epochs": (
+        (*DEMO, "--config.train.log_every_epochs=0.5"),
+        {},
+        ("train.log_every_steps=10", "train.log_every_epochs=0.5", "to 0"),
+    ),
 }
 
 
