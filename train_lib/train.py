@@ -43,7 +43,7 @@ def run(config: ConfigDict, workdir: str, *, allow_config_change: bool = False) 
             run_config.check_resume(config, ckpt.directory, allow_change=allow_config_change)
         if jax.process_index() == 0:
             run_config.write(config, workdir)
-        job = _Job.build(config, workdir, data_info, ckpt, start)
+        job = _Job.create(config, workdir, data_info, ckpt, start)
     except BaseException:
         ckpt.close()  # see Checkpointer.close: exiting on this error must not race orbax's threads
         raise
@@ -122,7 +122,7 @@ class _Job:
     start: int  # the step the state is at
 
     @classmethod
-    def build(
+    def create(
         cls,
         config: ConfigDict,
         workdir: str,
