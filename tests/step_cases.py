@@ -1,4 +1,5 @@
-"""The one-step parity cases, shared by the JAX, PyTorch and MindSpore sides (ml_collections only).
+"""The one-step parity cases, shared by the JAX, PyTorch and MindSpore sides (ml_collections and
+numpy only).
 
 A case is a model (one representative per family) trained with a recipe's optimizer, loss and
 label smoothing for one step on a fixed batch, with augmentation, dropout and drop-path off and
@@ -11,9 +12,9 @@ from __future__ import annotations
 import dataclasses
 import importlib
 
+import numpy as np
 from ml_collections import ConfigDict
 
-BATCH = 4
 NUM_CLASSES = 10
 
 
@@ -23,24 +24,26 @@ class Case:
     model: str
     recipe: str  # configs/<recipe>.py
     image_size: int
-    tier: str  # the cases of a tier run in one MindSpore and one JAX float64 subprocess
+    batch: int
+    reference: str | None  # the PyTorch reference model's source; None: optimizer-only check
 
 
-# id, model, recipe, input size, tier. hardnet85 is the zoo's recipe (momentum, LS a / (K - 1)),
-# hrnet_w48 the zoo's RMSProp; the others are the authors'/paper's. HLG takes 224 only.
+# id, model, recipe, input size, batch, PyTorch reference. hardnet85 is the zoo's recipe
+# (momentum, LS a / (K - 1)), hrnet_w48 the zoo's RMSProp, hlg_mobile_zoo the zoo's AdamW; the
+# others are the authors'/paper's. 64 px is the smallest input whose last stage (stride 32) has
+# more than one position per channel for BatchNorm; HLG takes 224 only. Batch 2: every model's
+# last BatchNorm then still averages 8 values per channel.
 CASES = (
-    Case("hardnet68ds-sgd_nesterov", "hardnet68ds", "hardnet68ds", 64, "cnn"),
-    Case("hardnet68ds-momentum", "hardnet68ds", "hardnet85", 64, "cnn"),
-    Case("hrnet_w18_small-sgd_nesterov", "hrnet_w18_small", "hrnet_w18_small", 64, "cnn"),
-    Case("hrnet_w18_small-rmsprop", "hrnet_w18_small", "hrnet_w48", 64, "cnn"),
+    Case("hardnet68ds-sgd_nesterov", "hardnet68ds", "hardnet68ds", 64, 2, "pytorchcv"),
+    Case("hardnet68ds-momentum", "hardnet68ds", "hardnet85", 64, 2, "pytorchcv"),
+    Case("hrnet_w18_small-sgd_nesterov", "hrnet_w18_small", "hrnet_w18_small", 64, 2, "timm"),
+    Case("hrnet_w18_small-rmsprop", "hrnet_w18_small", "hrnet_w48", 64, 2, "timm"),
+    Case("hlg_tiny-adamw", "hlg_tiny", "hlg_tiny", 224, 2, None),
+    Case("hlg_mobile_zoo-adamw", "hlg_mobile_zoo", "hlg_mobile_zoo", 224, 2, None),
 )
-# Not yet measured (their 224x224 steps did not fit this round's CPU time): the AdamW recipes,
-# hlg_tiny (paper) and hlg_mobile_zoo (zoo), which have no PyTorch reference in this repository.
-HLG_CASES = (
-    Case("hlg_tiny-adamw", "hlg_tiny", "hlg_tiny", 224, "hlg"),
-    Case("hlg_mobile_zoo-adamw", "hlg_mobile_zoo", "hlg_mobile_zoo", 224, "hlg"),
-)
-BY_ID = {c.id: c for c in CASES + HLG_CASES}
+BY_ID = {c.id: c for c in CASES}
+# The cases of a model share its weights and batch (written once as <dir>/<model>.*).
+MODELS = {c.model: c for c in CASES}
 
 
 def config(case: Case) -> ConfigDict:
@@ -49,23 +52,37 @@ def config(case: Case) -> ConfigDict:
     c = importlib.import_module(f"configs.{case.recipe}").get_config()
     c.model.name = case.model
     c.model.num_classes = NUM_CLASSES
-    c.model.drop_rate = 0.0
+    if c.model.drop_rate is not None or not case.model.startswith("hlg"):
+        c.model.drop_rate = 0.0  # HLG's builders have no classifier dropout
     if c.model.drop_path_rate is not None:
         c.model.drop_path_rate = 0.0
-    c.train.batch_size = BATCH
+    c.train.batch_size = case.batch
     c.train.grad_clip_norm = None  # not on the MindSpore side yet; the step itself is compared
     c.data.image_size = case.image_size
     return c
 
 
 def lr(case: Case) -> float:
-    """The recipe's peak lr as written (not scaled down to the case's batch of 4, so that the
+    """The recipe's peak lr as written (not scaled down to the case's batch, so that the
     update stands out of the parameters' own rounding)."""
     return float(config(case).schedule.lr_max)
 
 
 def model_kwargs(c: ConfigDict) -> dict:
-    kwargs = {"drop_rate": c.model.drop_rate}
+    kwargs = {}
+    if c.model.drop_rate is not None:
+        kwargs["drop_rate"] = c.model.drop_rate
     if c.model.drop_path_rate is not None:
         kwargs["drop_path_rate"] = c.model.drop_path_rate
     return kwargs
+
+
+def targets(case: Case, labels: np.ndarray) -> np.ndarray:
+    """The recipe's smoothed float64 targets: a / K off and on the label ('uniform', timm and
+    PyTorch), or a / (K - 1) on every other class ('others', the MindSpore zoo)."""
+    c = config(case).train
+    k, a = NUM_CLASSES, c.label_smoothing
+    one_hot = np.eye(k)[labels]
+    if c.label_smoothing_mode == "others":
+        return one_hot * (1 - a) + (1 - one_hot) * (a / (k - 1))
+    return one_hot * (1 - a) + a / k

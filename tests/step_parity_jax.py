@@ -9,7 +9,8 @@ mean for float32. DIR holds <model>.safetensors (canonical weights) and <model>.
 (uint8 NHWC images, labels, and `input`: the float32 normalised images exactly as our step makes
 them, which every other side takes, so that all start from the same input: a ReLU network's
 gradient moves by far more than the input's rounding where a unit sits at its kink). Each case
-writes DIR/<case id>.jax32.npz or .jax64.npz.
+writes DIR/<case id>.jax32.npz (`run`, in the test's process) or .jax64.npz (`run_x64`, this
+module's main).
 """
 
 from __future__ import annotations
@@ -50,75 +51,91 @@ def opt_leaves(opt_state, optimizer: str) -> dict[str, np.ndarray]:
     return out
 
 
-def _ce64(logits, labels, smoothing: float, mode: str):
-    k = logits.shape[-1]
-    one_hot = jax.nn.one_hot(labels, k, dtype=logits.dtype)
-    if mode == "others":
-        targets = one_hot * (1 - smoothing) + (1 - one_hot) * (smoothing / (k - 1))
-    else:
-        targets = one_hot * (1 - smoothing) + smoothing / k
-    return -(targets * jax.nn.log_softmax(logits)).sum(-1).mean()
-
-
-def run(case: step_cases.Case, d: Path, x64: bool) -> dict[str, np.ndarray]:
+def run(case: step_cases.Case, d: Path) -> dict[str, np.ndarray]:
+    """Our float32 train step (the thing under test) on the case's batch."""
     c = step_cases.config(case)
     flat, _ = models.weights.read(d / f"{case.model}.safetensors")
-    dtype = jnp.float64 if x64 else jnp.float32
     model = models.create(
-        case.model,
-        num_classes=step_cases.NUM_CLASSES,
-        weights=flat,
-        dtype=dtype,
-        **step_cases.model_kwargs(c),
+        case.model, num_classes=step_cases.NUM_CLASSES, weights=flat, **step_cases.model_kwargs(c)
     )
     split = SplitModel(model)
     batch = dict(np.load(d / f"{case.model}.batch.npz"))
     info = models.info(case.model)
     tx = optim.create_optimizer(c, optax.constant_schedule(step_cases.lr(case)))
-    if x64:
-        params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), split.initial_params)
-        stats = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), split.initial_stats)
-        images = batch["input"].astype(np.float64)  # the float32 input our step computes
+    train_step = steps.make_train_step(
+        split,
+        tx,
+        mean=info.mean,
+        std=info.std,
+        dtype=jnp.float32,
+        label_smoothing=c.train.label_smoothing,
+        mesh=mesh_lib.make_mesh(),
+        label_smoothing_mode=c.train.label_smoothing_mode,
+    )
+    state = TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=split.initial_params,
+        batch_stats=split.initial_stats,
+        opt_state=tx.init(split.initial_params),
+        rng=jax.random.key_data(jax.random.key(0)),
+    )
+    state, metrics = train_step(state, batch)
+    loss = metrics["loss"] / metrics["count"]
+    return _result(loss, state.params, state.batch_stats, state.opt_state, c.optim.name)
+
+
+def run_x64(cases: list[step_cases.Case], d: Path) -> dict[str, dict[str, np.ndarray]]:
+    """The float64 answer for the cases of one model: one compiled forward and backward for
+    all of them (vmapped over each case's smoothed targets), then each case's optax chain in
+    float64. A case without a PyTorch reference also gets 'grad:<param>' (its float64
+    gradients, for the optimizer-only comparison with timm)."""
+    (model_name,) = {case.model for case in cases}
+    c0 = step_cases.config(cases[0])
+    flat, _ = models.weights.read(d / f"{model_name}.safetensors")
+    model = models.create(
+        model_name,
+        num_classes=step_cases.NUM_CLASSES,
+        weights=flat,
+        dtype=jnp.float64,
+        **step_cases.model_kwargs(c0),
+    )
+    split = SplitModel(model)
+    batch = dict(np.load(d / f"{model_name}.batch.npz"))
+    params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), split.initial_params)
+    stats = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), split.initial_stats)
+    images = batch["input"].astype(np.float64)  # the float32 input our step computes
+    targets = np.stack([step_cases.targets(case, batch["label"]) for case in cases])
+
+    def loss_fn(p, stats, images, t):
+        logits, new_stats = split.apply(p, stats, images, train=True)
+        return -(t * jax.nn.log_softmax(logits.astype(jnp.float64))).sum(-1).mean(), new_stats
+
+    grad_fn = jax.vmap(jax.value_and_grad(loss_fn, has_aux=True), in_axes=(None, None, None, 0))
+    (losses, new_stats), grads = jax.jit(grad_fn)(params, stats, images, targets)
+    new_stats = jax.tree.map(lambda a: a[0], new_stats)
+    out = {}
+    for i, case in enumerate(cases):
+        c = step_cases.config(case)
+        tx = optim.create_optimizer(c, optax.constant_schedule(step_cases.lr(case)))
 
         @jax.jit
-        def step(params, stats, opt_state):
-            def loss_fn(p):
-                logits, new_stats = split.apply(p, stats, images, train=True)
-                loss = _ce64(
-                    logits, batch["label"], c.train.label_smoothing, c.train.label_smoothing_mode
-                )
-                return loss, new_stats
+        def update(g, p, tx=tx):
+            updates, opt_state = tx.update(g, tx.init(p), p)
+            return optax.apply_updates(p, updates), opt_state
 
-            (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-            updates, opt_state = tx.update(grads, opt_state, params)
-            return loss, optax.apply_updates(params, updates), new_stats, opt_state
+        g = jax.tree.map(lambda a, i=i: a[i], grads)
+        new_params, opt_state = update(g, params)
+        out[case.id] = _result(losses[i], new_params, new_stats, opt_state, c.optim.name)
+        if case.reference is None:
+            out[case.id].update({f"grad:{k}": np.asarray(v) for k, v in g.items()})
+    return out
 
-        loss, params, stats, opt_state = step(params, stats, tx.init(params))
-    else:
-        train_step = steps.make_train_step(
-            split,
-            tx,
-            mean=info.mean,
-            std=info.std,
-            dtype=jnp.float32,
-            label_smoothing=c.train.label_smoothing,
-            mesh=mesh_lib.make_mesh(),
-            label_smoothing_mode=c.train.label_smoothing_mode,
-        )
-        state = TrainState(
-            step=jnp.zeros((), jnp.int32),
-            params=split.initial_params,
-            batch_stats=split.initial_stats,
-            opt_state=tx.init(split.initial_params),
-            rng=jax.random.key_data(jax.random.key(0)),
-        )
-        state, metrics = train_step(state, batch)
-        loss = metrics["loss"] / metrics["count"]
-        params, stats, opt_state = state.params, state.batch_stats, state.opt_state
+
+def _result(loss, params, stats, opt_state, optimizer: str) -> dict[str, np.ndarray]:
     out = {"loss": np.asarray(loss)}
     out.update({f"param:{k}": np.asarray(v) for k, v in params.items()})
     out.update({f"stat:{k}": np.asarray(v) for k, v in stats.items()})
-    out.update(opt_leaves(opt_state, c.optim.name))
+    out.update(opt_leaves(opt_state, optimizer))
     return out
 
 
@@ -130,11 +147,17 @@ def normalized_input(images: np.ndarray, name: str) -> np.ndarray:
 
 
 def main(argv: list[str]) -> None:
+    """Writes DIR/<case id>.jax64.npz for the given cases (grouped by model)."""
+    if not jax.config.jax_enable_x64:
+        raise SystemExit("run with JAX_ENABLE_X64=1")
     d = Path(argv[0])
-    x64 = bool(jax.config.jax_enable_x64)
+    by_model: dict[str, list[step_cases.Case]] = {}
     for case_id in argv[1:]:
-        out = run(step_cases.BY_ID[case_id], d, x64)
-        np.savez(d / f"{case_id}.{'jax64' if x64 else 'jax32'}.npz", **out)
+        case = step_cases.BY_ID[case_id]
+        by_model.setdefault(case.model, []).append(case)
+    for cases in by_model.values():
+        for case_id, out in run_x64(cases, d).items():
+            np.savez(d / f"{case_id}.jax64.npz", **out)
 
 
 if __name__ == "__main__":

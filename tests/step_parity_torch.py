@@ -1,10 +1,12 @@
 """The PyTorch side of the one-step parity: the reference model (pytorchcv HarDNet, timm HRNet)
-with timm's optimizer factory, in float32 or float64. Results use the names of
-tests/step_parity_jax.py (canonical parameter names, 'opt:<field>:<param>')."""
+with timm's optimizer factory, in float32 or float64; for HLG (no PyTorch model here) timm's
+optimizer alone on our float64 gradients. Results use the names of tests/step_parity_jax.py
+(canonical parameter names, 'opt:<field>:<param>')."""
 
 from __future__ import annotations
 
 import copy
+import functools
 
 import numpy as np
 import timm
@@ -17,14 +19,20 @@ from models import layout, torch_import
 from tests import step_cases
 from tests.torch_utils import randomize_batchnorm
 
-# The families with a PyTorch reference here; HLG's official code is not in this repository.
-REFERENCES = {"hardnet68ds": "pytorchcv", "hrnet_w18_small": "timm"}
+# timm-style no_weight_decay() of the HLG builds, as their authors declare it: the official
+# HLGTransformer returns {'cls_token'} (a parameter it never creates); the zoo's cell has
+# absolute position embeddings and a cls token, which a timm recipe leaves undecayed.
+NO_WEIGHT_DECAY = {
+    "hlg_tiny": {"cls_token"},
+    "hlg_mobile_zoo": {"pos_embed1", "pos_embed2", "pos_embed3", "pos_embed4", "cls"},
+}
 
 
+@functools.cache
 def reference(name: str) -> torch.nn.Module:
-    """Random init, random BatchNorm affine params and statistics, dropout off."""
+    """Random init, random BatchNorm affine params and statistics, dropout off (callers copy)."""
     torch.manual_seed(0)
-    if REFERENCES[name] == "pytorchcv":
+    if step_cases.MODELS[name].reference == "pytorchcv":
         model = pytorchcv_model(name, pretrained=False, num_classes=step_cases.NUM_CLASSES)
         model.features.final_pool = torch.nn.AdaptiveAvgPool2d(1)  # its AvgPool2d(7) needs 224
     else:
@@ -77,30 +85,56 @@ _STATE_FIELDS = {
 }
 
 
-def run(case: step_cases.Case, ref: torch.nn.Module, batch: dict, dtype: torch.dtype) -> dict:
-    c = step_cases.config(case)
+def run(
+    cases: list[step_cases.Case], ref: torch.nn.Module, batch: dict, dtype: torch.dtype
+) -> dict[str, dict[str, np.ndarray]]:
+    """One step of each case of a model: one forward, then each case's loss, backward and
+    timm optimizer on its own copy of the model."""
+    (name,) = {case.model for case in cases}
     model = copy.deepcopy(ref).to(dtype).train()
-    naming = torch_import.detect_naming(case.model, ref.state_dict().keys())
+    naming = torch_import.detect_naming(name, ref.state_dict().keys())
     x = torch.from_numpy(batch["input"].transpose(0, 3, 1, 2).copy()).to(dtype)
+    logits = model(x)  # updates the running statistics once, as every case's step does
+    params = [p for _, p in model.named_parameters()]
+    out = {}
     labels = torch.from_numpy(batch["label"]).long()
+    for case in cases:
+        loss = _loss(case, logits, labels)
+        grads = torch.autograd.grad(loss, params, retain_graph=True)
+        stepped = copy.deepcopy(model)
+        for p, g in zip(stepped.parameters(), grads, strict=True):
+            p.grad = g
+        opt = optimizer(stepped, case)
+        opt.step()
+        out[case.id] = {"loss": np.asarray(loss.item())}
+        out[case.id].update(_result(case, stepped, opt, naming))
+    return out
 
-    opt = optimizer(model, case)
-    logits = model(x)
-    a = c.train.label_smoothing
-    if a and c.train.label_smoothing_mode == "others":
+
+def _loss(case: step_cases.Case, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """PyTorch's label smoothing (a / K); the zoo's a / (K - 1) written out."""
+    c = step_cases.config(case).train
+    a = c.label_smoothing
+    if a and c.label_smoothing_mode == "others":
         k = logits.shape[-1]
-        one_hot = F.one_hot(labels, k).to(dtype)
+        one_hot = F.one_hot(labels, k).to(logits.dtype)
         targets = one_hot * (1 - a) + (1 - one_hot) * (a / (k - 1))
-        loss = -(targets * F.log_softmax(logits, -1)).sum(-1).mean()
-    else:
-        loss = F.cross_entropy(logits, labels, label_smoothing=a)
-    opt.zero_grad()
-    loss.backward()
-    opt.step()
+        return -(targets * F.log_softmax(logits, -1)).sum(-1).mean()
+    return F.cross_entropy(logits, labels, label_smoothing=a)
+
+
+def _result(case: step_cases.Case, model: torch.nn.Module, opt, naming: str | None) -> dict:
+    """Parameters, statistics and optimizer state in canonical names (naming None: the
+    module's names are canonical already)."""
+
+    def to_canonical(tensors: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+        if naming is None:
+            return {k: v.detach().double().numpy() for k, v in tensors.items()}
+        return canonical(case.model, tensors, naming)
 
     sd = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
-    out = {"loss": np.asarray(loss.item())}
-    for key, value in canonical(case.model, sd, naming).items():
+    out = {}
+    for key, value in to_canonical(sd).items():
         kind = "stat" if layout.split_key(key)[1] in ("mean", "var") else "param"
         out[f"{kind}:{key}"] = value
     names = {id(p): n for n, p in model.named_parameters()}
@@ -109,11 +143,61 @@ def run(case: step_cases.Case, ref: torch.nn.Module, batch: dict, dtype: torch.d
         for field, value in state.items():
             if field not in _STATE_FIELDS:
                 continue
-            name = _STATE_FIELDS[field]
-            if c.optim.name == "rmsprop" and field == "momentum_buffer":
-                name = "rms_momentum"  # lr * g / rms, as MindSpore's and ours
-            by_field.setdefault(name, {})[names[id(p)]] = value
+            field_name = _STATE_FIELDS[field]
+            if step_cases.config(case).optim.name == "rmsprop" and field == "momentum_buffer":
+                field_name = "rms_momentum"  # lr * g / rms, as MindSpore's and ours
+            by_field.setdefault(field_name, {})[names[id(p)]] = value
     for field, tensors in by_field.items():
-        for key, value in canonical(case.model, tensors, naming).items():
+        for key, value in to_canonical(tensors).items():
             out[f"opt:{field}:{key}"] = value
     return out
+
+
+class Named(torch.nn.Module):
+    """Tensors under our canonical dotted names, so that timm's name rules (1-D and '.bias'
+    undecayed, no_weight_decay() names undecayed) see the names our optimizer sees."""
+
+    def __init__(self, flat: dict[str, np.ndarray], no_weight_decay: set[str]):
+        super().__init__()
+        self._no_weight_decay = set(no_weight_decay)
+        for key, value in flat.items():
+            *path, leaf = key.split(".")
+            module: torch.nn.Module = self
+            for part in path:
+                if part not in module._modules:
+                    module.add_module(part, torch.nn.Module())
+                module = module._modules[part]
+            module.register_parameter(leaf, torch.nn.Parameter(torch.from_numpy(value)))
+
+    def no_weight_decay(self) -> set[str]:
+        return self._no_weight_decay
+
+
+def optimizer_only(
+    case: step_cases.Case, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]
+) -> tuple[dict[str, np.ndarray], set[str]]:
+    """timm's optimizer for the recipe, one step from `params` with `grads` (float64, canonical
+    names, our layout: AdamW is elementwise). Returns 'update:<param>' (new minus old) and
+    'opt:<field>:<param>', and the names timm's factory left undecayed."""
+    model = Named(
+        {k: np.asarray(v, np.float64) for k, v in params.items()}, NO_WEIGHT_DECAY[case.model]
+    )
+    for name, p in model.named_parameters():
+        p.grad = torch.from_numpy(np.asarray(grads[name], np.float64))
+    opt = optimizer(model, case)
+    opt.step()
+    undecayed = {
+        name
+        for group in opt.param_groups
+        if group["weight_decay"] == 0.0
+        for name, p in model.named_parameters()
+        if any(p is q for q in group["params"])
+    }
+    out = {}
+    for key, value in _result(case, model, opt, None).items():
+        kind, _, name = key.partition(":")
+        if kind == "param":
+            out[f"update:{name}"] = value - np.asarray(params[name], np.float64)
+        elif kind == "opt":
+            out[key] = value
+    return out, undecayed
