@@ -304,27 +304,7 @@ class HLGBlock(nn.Cell):
         )
 
 
-class TokenClassifier(layers.Classifier):
-    """The classifier end both HLG families share: a dense head on forward_features' output
-    (weights drawn from `head_init`, the family's dense init), float32 logits."""
-
-    head_init = DENSE_INIT
-
-    def _init_head(self, num_features: int, num_classes: int) -> None:
-        self.num_classes, self.num_features = num_classes, num_features
-        self.head = self._new_head(num_classes)
-
-    def _new_head(self, num_classes: int) -> nn.Cell:
-        return layers.dense(self.num_features, num_classes, weight_init=self.head_init)
-
-    def _set_head(self, head: nn.Cell) -> None:
-        self.head = head
-
-    def forward_head(self, features):
-        return self.head(features).astype(ms.float32)
-
-
-class HLG(TokenClassifier):
+class HLG(layers.DenseHeadClassifier):
     """Conv stem (s0_conv), four stages (block1..block4), LayerNorm, mean over tokens, head."""
 
     def __init__(

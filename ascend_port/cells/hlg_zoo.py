@@ -14,14 +14,7 @@ from mindspore import Parameter, nn, ops
 from mindspore.common import initializer as init
 
 from ascend_port.cells import layers
-from ascend_port.cells.hlg import (
-    TokenClassifier,
-    attention,
-    nchw,
-    nhwc,
-    window_partition,
-    window_unpartition,
-)
+from ascend_port.cells.hlg import attention, nchw, nhwc, window_partition, window_unpartition
 from models.hlg_arch import (
     WINDOW,
     ZOO_D_MODEL,
@@ -179,10 +172,10 @@ class Transformer(nn.Cell):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
-class HLGZoo(TokenClassifier):
+class HLGZoo(layers.DenseHeadClassifier):
     """patch_embed1..4, pos_embed1..4, cls, block{s}_{0,1}, norm, head (the zoo's `HLG` cell)."""
 
-    head_init = DENSE_INIT
+    head_init = DENSE_INIT  # the zoo's TruncatedNormal(0.02)
 
     def __init__(self, *, num_classes: int = ZOO_NUM_CLASSES, drop_path_rate: float | None = None):
         super().__init__()

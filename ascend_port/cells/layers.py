@@ -178,3 +178,25 @@ class Classifier(nn.Cell):
             if id(param) in fresh:
                 param.name = name
         self.num_classes = num_classes
+
+
+class DenseHeadClassifier(Classifier):
+    """A Classifier whose head is `self.head = dense(num_features, num_classes)` on the pooled
+    features, with no dropout before it (models.layers.DenseHeadClassifier): both HLG builds
+    end this way. `head_init`: the head's weight init, N(0, 0.02) as the official init_weights;
+    the zoo's cell sets its TruncatedNormal(0.02)."""
+
+    head_init = init.Normal(sigma=0.02)
+
+    def _init_head(self, num_features: int, num_classes: int) -> None:
+        self.num_classes, self.num_features = num_classes, num_features
+        self.head = self._new_head(num_classes)
+
+    def _new_head(self, num_classes: int) -> nn.Cell:
+        return dense(self.num_features, num_classes, weight_init=self.head_init)
+
+    def _set_head(self, head: nn.Cell) -> None:
+        self.head = head
+
+    def forward_head(self, features):
+        return self.head(features).astype(ms.float32)
