@@ -12,7 +12,7 @@ import pytest
 import models
 from configs import demo
 from tests.fake_data import add_bad_files, imagenet_wnids, make_fake_ilsvrc, make_folder
-from train_lib import evaluate, export, train
+from train_lib import evaluate, train
 
 pytestmark = pytest.mark.slow  # main.py trainings in subprocesses
 
@@ -23,20 +23,21 @@ def _short(config, **train):
     return config
 
 
-@pytest.mark.xdist_group("end_to_end")
-def test_demo_learns_digits_and_evaluates_its_export(tmp_path):
-    """A couple of epochs of the demo recipe: far above the 10% of chance, every image counted;
-    --mode=eval of the exported weights gives the same accuracy as the end of training."""
-    config = _short(demo.get_config(), steps=60, eval_every_epochs=100, log_every_steps=20)
-    result = train.run(config, str(tmp_path / "run"))
+@pytest.mark.xdist_group("digits_run")
+def test_demo_learns_digits_and_evaluates_its_export(tmp_path, digits_run):
+    """A couple of epochs of the demo recipe (the conftest fixture digits_run): far above the 10%
+    of chance, every image counted; --mode=eval of the exported weights gives the same accuracy
+    as the end of training."""
+    result = digits_run["result"]
     assert result["examples"] == 359
     assert result["top1"] >= 0.8, result  # measured 0.94 after these 60 steps
-    rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    rows = [json.loads(line) for line in open(digits_run["workdir"] / "metrics.jsonl")]
     train_rows = [r for r in rows if r["split"] == "train"]
     assert train_rows[-1]["loss"] < train_rows[0]["loss"]
 
-    path = export.run(config, str(tmp_path / "run"))
+    path = digits_run["export"]
     assert models.weights.read(path)[1]["model"] == "hardnet39ds"
+    config = _short(demo.get_config())
     config.init_from = path
     again = evaluate.run(config, str(tmp_path / "eval"))
     assert again["examples"] == 359

@@ -1,6 +1,6 @@
 """What users do after training: predict on both sides, the plots, TensorBoard events.
 
-One short digits training (a subprocess, as main.py runs it) serves the predict, plot and
+One short digits training (the conftest fixture digits_run) serves the predict, plot and
 TensorBoard tests; the MindSpore half runs in $HHL_ASCEND_PYTHON's interpreter.
 """
 
@@ -22,13 +22,6 @@ from tests.fake_data import imagenet_wnids, make_folder
 from tests.test_ascend_port import ascend_python
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# As test_end_to_end: 60 steps of the demo recipe reach ~94% val top-1.
-TRAIN = (
-    "train.steps=60",
-    "train.eval_every_epochs=100",
-    "train.log_every_steps=20",
-    "train.tensorboard=True",
-)
 # The scalars MetricWriter writes (README, "Metrics and pictures").
 TENSORBOARD_TAGS = {
     "train/loss",
@@ -41,7 +34,7 @@ TENSORBOARD_TAGS = {
     "eval/examples",
 }
 
-pytestmark = pytest.mark.xdist_group("workflows")
+pytestmark = pytest.mark.xdist_group("digits_run")  # shares the conftest fixture digits_run
 
 
 def _run(args, *, python=sys.executable, timeout=600) -> subprocess.CompletedProcess:
@@ -54,15 +47,6 @@ def _run(args, *, python=sys.executable, timeout=600) -> subprocess.CompletedPro
 def _ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
     assert proc.returncode == 0, proc.stderr[-4000:]
     return proc
-
-
-@pytest.fixture(scope="module")
-def digits_run(tmp_path_factory) -> dict:
-    """A 60-step demo training with TensorBoard on: {'workdir', 'export', 'result'}."""
-    workdir = tmp_path_factory.mktemp("workflows") / "run"
-    proc = _ok(_run([os.path.join(ROOT, "tests", "train_subprocess.py"), str(workdir), *TRAIN]))
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    return {"workdir": workdir, "export": out["export"], "result": out["result"]}
 
 
 def _val_images(dest, per_class: int) -> list[tuple[str, int]]:
