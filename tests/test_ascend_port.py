@@ -26,6 +26,8 @@ from ascend_port import bridge, zoo
 from ascend_port import registry as port_registry
 from configs import base as base_config
 from models import layout, registry, weights
+from tests import cli
+from tests.variants import SAME_CODE_PATHS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAMES = port_registry.names()  # what the MindSpore side supports
@@ -41,7 +43,8 @@ PARITY_INPUTS = {
     "hlg": (1, (224,)),
     "hlg_zoo": (1, (224,)),
 }
-# Logits are compared for every variant, widths included (8-20 s each here on both sides).
+# Logits are compared for every variant, widths included (8-20 s each here on both sides);
+# width-only variants at one input size (_parity_keys), their interface without forward passes.
 PARITY_NAMES = NAMES
 ONNX_NAMES = ["hardnet39ds", "hrnet_w18_small", "hlg_mobile"]  # one per family, hlg_zoo aside
 MINDIR_NAMES = ["hardnet39ds", "hrnet_w18_small", "hlg_mobile"]
@@ -145,8 +148,10 @@ def _input_key(batch: int, size: int) -> str:
 
 
 def _parity_keys(name: str) -> list[str]:
+    """Both input sizes on a family's representatives; their width-only variants
+    (tests/variants.py) run the same padding and resizing code, so the first size serves."""
     batch, sizes = PARITY_INPUTS[port_registry.info(name).family]
-    return [_input_key(batch, s) for s in sizes]
+    return [_input_key(batch, s) for s in (sizes[:1] if name in SAME_CODE_PATHS else sizes)]
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +192,8 @@ def port(flax_side):
         "names": NAMES,
         "num_classes": NUM_CLASSES,
         "parity": {name: _parity_keys(name) for name in PARITY_NAMES},
+        # the interface checks that need a forward pass: representatives (tests/variants.py)
+        "forward_interface": [name for name in PARITY_NAMES if name not in SAME_CODE_PATHS],
         "mismatch": "hardnet39ds",
         "onnx": ONNX_NAMES,
         "mindir": MINDIR_NAMES,
@@ -295,16 +302,21 @@ def test_cell_matches_flax_logits(port, name):
         assert r["max_abs_diff"] <= TOL, (name, key, r)
         assert r["argmax_equal"], (name, key, r)
         assert 0.1 < r["max_abs_logit"] < 100, (name, key, r)  # a meaningful tolerance
-    # timm's interface on the cell, as tests/test_models.py checks it on the Flax model.
+    # timm's interface on the cell, as tests/test_models.py checks it on the Flax model: what
+    # needs a forward pass on the representatives, the rest on every variant.
     info = models.info(name)
     flax_model = registry.abstract(name, num_classes=NUM_CLASSES)
     assert interface["num_classes"] == [NUM_CLASSES, NUM_CLASSES + 3], interface
     assert interface["num_features"] == flax_model.num_features, interface
-    assert interface["features_shape"] == [PARITY_INPUTS[info.family][0], flax_model.num_features]
-    assert interface["head_equals_call"], interface
     assert interface["same_names_after_reset"] and interface["reset_kept_backbone"], interface
     assert interface["reset_changed"], interface  # the head's kernel (and bias) changed shape
-    assert interface["reset_logits_shape"] == [PARITY_INPUTS[info.family][0], NUM_CLASSES + 3]
+    batch = PARITY_INPUTS[info.family][0]
+    if name in SAME_CODE_PATHS:
+        assert "head_equals_call" not in interface, interface
+        return
+    assert interface["features_shape"] == [batch, flax_model.num_features], interface
+    assert interface["head_equals_call"], interface
+    assert interface["reset_logits_shape"] == [batch, NUM_CLASSES + 3], interface
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -472,17 +484,7 @@ def test_train_resumes_mid_epoch_lowers_loss_and_eval_reads_its_checkpoint(tmp_p
     ascend_python()
     n_val = _image_folder(tmp_path / "data")
     workdir = tmp_path / "run"
-    common = [
-        "--config",
-        "configs/base.py",
-        "--workdir",
-        str(workdir),
-        "--config.model.name=hardnet39ds",
-        "--config.model.num_classes=3",
-        "--config.data.image_size=32",
-        f"--config.data.source=folder:{tmp_path / 'data'}",
-        "--config.ascend.device_target=CPU",
-    ]
+    common = cli.ascend_run_args(workdir, tmp_path / "data")  # PyNative: no graph compiles
     train = [
         "-m",
         "ascend_port",
@@ -495,7 +497,6 @@ def test_train_resumes_mid_epoch_lowers_loss_and_eval_reads_its_checkpoint(tmp_p
         "--config.train.eval_every_epochs=4",  # 3 steps per epoch: evals at 12 and 18
         "--config.schedule.lr_max=0.02",
         "--config.schedule.reference_batch_size=8",
-        "--config.ascend.mode=pynative",  # no graph compiles: faster for 18 tiny steps
     ]
     run_ascend([*train, "--config.train.stop_after_steps=10"])
     ckpts = sorted((workdir / "checkpoints").glob("*.ckpt"))
@@ -514,15 +515,7 @@ def test_train_resumes_mid_epoch_lowers_loss_and_eval_reads_its_checkpoint(tmp_p
     assert [c.name for c in ckpts] == ["hardnet39ds-s00000015.ckpt", "hardnet39ds-s00000018.ckpt"]
     assert json.loads((workdir / "config.json").read_text())["model"]["name"] == "hardnet39ds"
     assert (workdir / "plots" / "curves.png").stat().st_size > 10_000  # drawn from metrics.jsonl
-    run_ascend(
-        [
-            "-m",
-            "ascend_port.eval",
-            *common,
-            "--config.ascend.mode=pynative",
-            "--config.train.eval_batch_size=4",
-        ]
-    )
+    run_ascend(["-m", "ascend_port.eval", *common, "--config.train.eval_batch_size=4"])
     result = json.loads((workdir / "eval_result.json").read_text())
     assert result["examples"] == n_val
     assert result["weights"].endswith("hardnet39ds-s00000018.ckpt")
@@ -556,18 +549,7 @@ def test_finetune_loads_the_backbone_and_starts_a_fresh_head(tmp_path):
     run_ascend(["-c", _TEN_CLASS_WEIGHTS, str(source)])
     _image_folder(tmp_path / "data")
     workdir = tmp_path / "run"
-    common = [
-        "--config",
-        "configs/base.py",
-        "--workdir",
-        str(workdir),
-        "--config.model.name=hardnet39ds",
-        "--config.model.num_classes=3",
-        "--config.data.image_size=32",
-        f"--config.data.source=folder:{tmp_path / 'data'}",
-        "--config.ascend.device_target=CPU",
-        "--config.ascend.mode=pynative",
-    ]
+    common = cli.ascend_run_args(workdir, tmp_path / "data")
     out = run_ascend(
         [
             "-m",
@@ -642,24 +624,26 @@ def test_resumed_run_reads_the_batches_an_uninterrupted_run_reads(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("ascend_digits")
-def test_same_checkpoint_evaluates_the_same_on_digits(tmp_path):
-    """main.py trains the demo briefly and exports; ascend_port.convert makes a .ckpt of it;
-    ascend_port.eval and main.py --mode=eval (train_lib.evaluate on the workdir) agree on top-1 to
-    within one image. Both sides crop and resize the same way (none of either: the digits are
-    32x32 and the demo's crop_pct is 1) and decode JPEGs with the same accurate IDCT; the two
-    frameworks' float arithmetic may still move a borderline image."""
+@pytest.mark.xdist_group("digits_run")
+def test_same_checkpoint_evaluates_the_same_on_digits(tmp_path, digits_run):
+    """main.py trains the demo briefly and exports (the conftest fixture digits_run);
+    ascend_port.convert makes a .ckpt of it; ascend_port.eval and main.py --mode=eval
+    (train_lib.evaluate on the workdir) agree on top-1 to within one image. Both sides crop and
+    resize the same way (none of either: the digits are 32x32 and the demo's crop_pct is 1) and
+    decode JPEGs with the same accurate IDCT; the two frameworks' float arithmetic may still
+    move a borderline image."""
+    import shutil
+
     from configs import demo
     from input_pipeline import digits
-    from train_lib import evaluate, export, train
+    from train_lib import evaluate
 
     config = demo.get_config()
-    # As test_end_to_end (~94% top-1): confident predictions.
-    config.train.steps = 60
+    config.train.steps = 60  # as digits_run trained it: eval reads its last checkpoint
     config.train.tensorboard = False
     workdir = str(tmp_path / "run")
-    train.run(config, workdir)
-    exported = export.run(config, workdir)
+    shutil.copytree(digits_run["workdir"], workdir)  # evaluate writes its report there
+    exported = digits_run["export"]
     jax_result = evaluate.run(config, workdir)  # what main.py --mode=eval runs
     ckpt = str(tmp_path / "hardnet39ds.ckpt")
     run_ascend(["-m", "ascend_port.convert", exported, ckpt])
@@ -729,17 +713,14 @@ def bad_files(tmp_path_factory):
 
 _BASE = ["--config", "configs/demo.py", "--config.ascend.device_target=CPU"]
 # (arguments after `python -m ascend_port` or `-m ascend_port.convert`, what the line names).
-# {d} is the fixture's folder, {w} a fresh workdir (or one of the fixture's).
+# {d} is the fixture's folder, {w} a fresh workdir (or one of the fixture's). The config mistakes
+# both CLIs share are in SHARED_MISTAKES (one MindSpore start each, not two).
 BAD_INPUTS = {
     "source": (["--workdir", "{w}", "--config.data.source=imagenet"], "imagenet"),
     "tfds": (["--workdir", "{w}", "--config.data.source=tfds:mnist"], "ImageFolder"),
-    "batch_0": (["--workdir", "{w}", "--config.train.batch_size=0"], "train.batch_size=0"),
     "batch_neg": (["--workdir", "{w}", "--config.train.batch_size=-8"], "train.batch_size=-8"),
     "eval_batch": (["--workdir", "{w}", "--config.train.eval_batch_size=0"], "eval_batch_size"),
     "unknown_key": (["--workdir", "{w}", "--config.train.batch_sise=3"], "batch_sise"),
-    "drop_path": (["--workdir", "{w}", "--config.model.drop_path_rate=0.1"], "drop_path_rate"),
-    "hlg_size": (["--workdir", "{w}", "--config.model.name=hlg_tiny"], "224"),
-    "model": (["--workdir", "{w}", "--config.model.name=resnet50"], "resnet50"),
     "target": (["--workdir", "{w}", "--config.ascend.device_target=TPU"], "device_target"),
     "old_flag": (["--workdir", "{w}", "--data", "digits"], "--config.data.source"),
     "config_missing": (["--workdir", "{w}", "--config", "configs/nope.py"], "configs/nope.py"),
@@ -832,23 +813,25 @@ def test_user_mistake_is_one_error_line_exit_2_workdir_untouched(bad_files, tmp_
         assert not fresh.exists()  # nothing created either
 
 
-# Config mistakes both CLIs must refuse with the same line (train_lib.config_checks on both sides).
-SHARED_MISTAKES = [
-    "--config.train.batch_size=0",
-    "--config.model.drop_path_rate=0.1",
-    "--config.model.name=hlg_tiny",
-    "--config.model.name=resnet50",
-    "--config.data.crop_pct=2.0",
-    "--config.optim.name=adam",
-    "--config.schedule.name=poly",
-    "--config.train.label_smoothing=1.0",
-    "--config.optim.weight_decay=-0.1",
-    "--config.train.grad_clip_norm=-1.0",
-]
+# Config mistakes both CLIs must refuse with the same line (train_lib.config_checks on both
+# sides), and what that line names.
+SHARED_MISTAKES = {
+    "--config.train.batch_size=0": ("train.batch_size=0",),
+    "--config.model.drop_path_rate=0.1": ("drop_path_rate", "hardnet39ds", "drop_rate"),
+    "--config.model.name=hlg_tiny": ("224",),
+    "--config.model.name=resnet50": ("resnet50",),
+    "--config.data.crop_pct=2.0": ("crop_pct",),
+    "--config.optim.name=adam": ("adam",),
+    "--config.schedule.name=poly": ("poly",),
+    "--config.train.label_smoothing=1.0": ("label_smoothing",),
+    "--config.optim.weight_decay=-0.1": ("weight_decay",),
+    "--config.train.grad_clip_norm=-1.0": ("grad_clip_norm",),
+}
 
 
-@pytest.mark.parametrize("override", SHARED_MISTAKES)
+@pytest.mark.parametrize("override", sorted(SHARED_MISTAKES))
 def test_both_sides_refuse_the_same_config_with_the_same_line(tmp_path, override):
+    """Exit 2, one `error:` line naming the mistake, no traceback, no workdir; the same line."""
     env = dict(os.environ, PYTHONPATH=REPO, PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION="upb")
     lines = {}
     for side, argv in (
@@ -861,6 +844,8 @@ def test_both_sides_refuse_the_same_config_with_the_same_line(tmp_path, override
         )
         errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
         assert proc.returncode == 2 and len(errors) == 1, (side, proc.stderr[-2000:])
+        assert "Traceback" not in proc.stderr, (side, proc.stderr[-2000:])
+        assert all(needle in errors[0] for needle in SHARED_MISTAKES[override]), errors[0]
         lines[side] = errors[0].replace(str(tmp_path / side), "W")
         assert not (tmp_path / side).exists()
     assert lines["jax"] == lines["mindspore"], lines

@@ -22,11 +22,19 @@ ALL = models.names()
 REPRESENTATIVES = [n for n in ALL if n not in SAME_CODE_PATHS]
 
 
-def _tiered(names: list[str]) -> list:
-    """Models that only take 224 px inputs (HLG) compile big graphs: the slow tier."""
+# The fast tier compiles one small model per CNN family; the others are big compiles.
+FAST_COMPILED = ("hardnet39ds", "hrnet_w18_small")
+
+
+def _tiered(names: list[str], fast: tuple[str, ...] | None = None) -> list:
+    """Models that only take 224 px inputs (HLG) compile big graphs: the slow tier; with `fast`,
+    so does every model not in it."""
     slow = pytest.mark.slow
     return [
-        pytest.param(n, marks=slow) if models.info(n).test_input_size >= 224 else n for n in names
+        pytest.param(n, marks=slow)
+        if models.info(n).test_input_size >= 224 or (fast is not None and n not in fast)
+        else n
+        for n in names
     ]
 
 
@@ -59,16 +67,6 @@ def test_published_count_parsing_and_matching():
     assert not variants.matches_published(variants.get("hlg_large"))  # 70.5M vs "84M"
     with pytest.raises(ValueError, match="millions"):
         variants.published_params_value("11 million")
-
-
-def _interface_checks(model: nnx.Module, x: jax.Array, batch: int, num_classes: int) -> None:
-    """timm's interface: the head applied to the pooled features is the model."""
-    assert model.num_classes == num_classes
-    features, via_head, logits = nnx.jit(
-        lambda m, x: (f := m.forward_features(x), m.forward_head(f), m(x))
-    )(model, x)
-    assert features.shape == (batch, model.num_features)
-    np.testing.assert_array_equal(np.asarray(via_head), np.asarray(logits))
 
 
 @pytest.mark.parametrize("name", REPRESENTATIVES)
@@ -119,23 +117,28 @@ def test_abstract_contract(name):
         assert jax.tree.map(lambda v: (v.shape, v.dtype), new_state) == shapes
 
 
-@pytest.mark.parametrize("name", _tiered(REPRESENTATIVES))
+@pytest.mark.parametrize("name", _tiered(REPRESENTATIVES, fast=FAST_COMPILED))
 def test_contract(name):
+    """Eval, timm's interface, train, then reset_classifier, on one built model (building and
+    compiling are the cost: one eval program serves the eval and interface checks)."""
     info = models.info(name)
     size, num_classes, batch = info.test_input_size, 7, 2
     model = models.create(name, num_classes=num_classes, rngs=nnx.Rngs(1))
     x = jax.random.normal(jax.random.key(0), (batch, size, size, 3), jnp.float32)
     labels = jnp.arange(batch) % num_classes
 
-    # Eval: shape, float32 logits, deterministic, BatchNorm statistics untouched.
+    # Eval: shape, float32 logits, deterministic, BatchNorm statistics untouched; timm's
+    # interface: the head applied to the pooled features is the model.
+    assert model.num_classes == num_classes
     stats_before = jax.tree.map(np.asarray, nnx.state(model, nnx.BatchStat))
-    forward = nnx.jit(lambda m, x: m(x))
-    out1, out2 = forward(model, x), forward(model, x)
+    forward = nnx.jit(lambda m, x: (f := m.forward_features(x), m.forward_head(f), m(x)))
+    (features, via_head, out1), (_, _, out2) = forward(model, x), forward(model, x)
     assert out1.shape == (batch, num_classes) and out1.dtype == jnp.float32
     np.testing.assert_array_equal(np.asarray(out1), np.asarray(out2))
+    assert features.shape == (batch, model.num_features)
+    np.testing.assert_array_equal(np.asarray(via_head), np.asarray(out1))
     stats_after = jax.tree.map(np.asarray, nnx.state(model, nnx.BatchStat))
     jax.tree.map(np.testing.assert_array_equal, stats_before, stats_after)
-    _interface_checks(model, x, batch, num_classes)
 
     # Train: finite loss and gradients, BatchNorm statistics move.
     model.train()
@@ -159,6 +162,7 @@ def test_contract(name):
             nnx.state(model, nnx.BatchStat),
         )
         assert any(jax.tree.leaves(moved)), "train mode should update BatchNorm statistics"
+    _assert_reset_classifier(model, size)
 
 
 def test_private_flax_orbax_and_jax_apis_are_still_there():
@@ -220,10 +224,9 @@ def test_cheap_trace_batchnorm_equals_nnx(dtype) -> None:
         np.testing.assert_allclose(pair[1].var.get_value(), expected, rtol=2e-6)
 
 
-@pytest.mark.parametrize("name", _tiered(REPRESENTATIVES))
-def test_reset_classifier_gives_a_fresh_head_and_keeps_the_backbone(name):
-    """Only the head changes shape and values; it is initialised as the built model's head was."""
-    model = models.create(name, num_classes=7, rngs=nnx.Rngs(1))
+def _assert_reset_classifier(model: nnx.Module, size: int) -> None:
+    """reset_classifier(5): only the head changes shape and values; it is initialised as the
+    built model's head was."""
     flat = models.weights.flatten(model)
     model.reset_classifier(5, rngs=nnx.Rngs(2))
     assert model.num_classes == 5
@@ -237,7 +240,6 @@ def test_reset_classifier_gives_a_fresh_head_and_keeps_the_backbone(name):
         if after[key].size >= 1000:  # (a 5-element bias says little about its spread)
             assert np.std(after[key]) == pytest.approx(np.std(flat[key]), rel=0.2), key
         assert (np.abs(after[key]).max() == 0) == (np.abs(flat[key]).max() == 0), key
-    size = models.info(name).test_input_size
     graphdef, state = nnx.split(model)
     x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
     assert jax.eval_shape(lambda s, x: nnx.merge(graphdef, s)(x), state, x).shape == (1, 5)

@@ -1,12 +1,21 @@
 """Variants whose code paths another registered variant already runs.
 
-HRNet W30/W32/W40/W44/W64 are W18 with another base width; HLG small/medium/large are HLG-tiny
-with other widths and stage-3 depths. Compiling a train step (20-200 s each on 2 CPU cores) runs
-on the representative only; every variant keeps its exact parameter count, an abstract forward in
-eval and train mode, its logits against the MindSpore cell and (HRNet) against timm.
+Every HRNet is HRNet-W18-small's code with other widths, stage-1 blocks, module and block
+counts (models/hrnet_arch.py); HLG tiny/small/medium/large are HLG-mobile with other widths,
+heads and depths (hlg_tiny_dwconv adds the h0_conv window tokens, so it keeps its own compiled
+run); HarDNet-68ds is HarDNet-39ds's depthwise blocks with other widths and depths, HarDNet-68
+is HarDNet-85's plain blocks without the block dropout (85 runs that one too). Compiling a train
+step (20-200 s each on 2 CPU cores) runs on the representative only; every variant keeps its
+exact parameter count, an abstract forward in eval and train mode, its logits against the
+MindSpore cell and, for HRNet and HarDNet, against timm or pytorchcv at 224 px.
 """
 
 SAME_CODE_PATHS: dict[str, str] = {
-    **{f"hrnet_w{w}": "hrnet_w18" for w in (30, 32, 40, 44, 64)},
-    **{f"hlg_{s}": "hlg_tiny" for s in ("small", "medium", "large")},
+    **{
+        f"hrnet_w{w}": "hrnet_w18_small"
+        for w in ("18", "18_small_v2", "30", "32", "40", "44", "48", "64")
+    },
+    **{f"hlg_{s}": "hlg_mobile" for s in ("tiny", "small", "medium", "large")},
+    "hardnet68ds": "hardnet39ds",
+    "hardnet68": "hardnet85",
 }

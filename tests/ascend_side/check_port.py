@@ -42,7 +42,9 @@ def _record(results: dict, key: str, fn) -> None:
     results.setdefault("seconds", {})[key] = round(time.perf_counter() - start, 2)
 
 
-def parity(d: str, name: str, inputs, keys: list[str], num_classes: int) -> dict:
+def parity(
+    d: str, name: str, inputs, keys: list[str], num_classes: int, forward_interface: bool
+) -> dict:
     cell = ascend_port.create(name, num_classes=num_classes)
     ascend_port.load_weights(cell, os.path.join(d, f"{name}.safetensors"))
     flax_logits = np.load(os.path.join(d, f"{name}.logits.npz"))
@@ -56,29 +58,34 @@ def parity(d: str, name: str, inputs, keys: list[str], num_classes: int) -> dict
             "max_abs_logit": float(np.abs(ref).max()),
             "argmax_equal": bool((logits.argmax(1) == ref.argmax(1)).all()),
         }
-    out["interface"] = interface(cell, x, logits, num_classes)
+    out["interface"] = interface(cell, x if forward_interface else None, logits, num_classes)
     return out
 
 
 def interface(cell, x, logits: np.ndarray, num_classes: int) -> dict:
     """timm's interface on the cell: head(features) == cell(x); reset_classifier swaps only the
-    head, under the names a fresh build has."""
-    features = cell.forward_features(x)
-    via_head = cell.forward_head(features).asnumpy()
+    head, under the names a fresh build has. With x None (a width-only variant, whose
+    representative runs the same code) only what needs no forward pass."""
+    out = {}
+    if x is not None:
+        features = cell.forward_features(x)
+        via_head = cell.forward_head(features).asnumpy()
+        out["features_shape"] = list(features.shape)
+        out["head_equals_call"] = bool(np.array_equal(via_head, logits))
     before = {p.name: (tuple(p.shape), p.asnumpy()) for p in cell.get_parameters()}
     cell.reset_classifier(num_classes + 3)
     after = {p.name: (tuple(p.shape), p.asnumpy()) for p in cell.get_parameters()}
     changed = sorted(k for k in after if before.get(k, (None,))[0] != after[k][0])
     kept_equal = all(np.array_equal(after[k][1], before[k][1]) for k in after if k not in changed)
+    if x is not None:
+        out["reset_logits_shape"] = list(cell.forward_head(features).shape)
     return {
+        **out,
         "num_classes": [num_classes, cell.num_classes],
-        "features_shape": list(features.shape),
         "num_features": cell.num_features,
-        "head_equals_call": bool(np.array_equal(via_head, logits)),
         "same_names_after_reset": sorted(after) == sorted(before),
         "reset_changed": changed,
         "reset_kept_backbone": kept_equal,
-        "reset_logits_shape": list(cell.forward_head(features).shape),
     }
 
 
@@ -301,10 +308,15 @@ def main(d: str) -> None:
     inputs = np.load(os.path.join(d, "inputs.npz"))
     n = manifest["num_classes"]
     results: dict = {"supported": ascend_port.names()}
+    forward_interface = manifest.get("forward_interface", manifest["names"])
     for name in manifest["names"]:
         keys = manifest["parity"].get(name)
         if keys:
-            _record(results, f"parity/{name}", lambda n_=name, k=keys: parity(d, n_, inputs, k, n))
+            _record(
+                results,
+                f"parity/{name}",
+                lambda n_=name, k=keys: parity(d, n_, inputs, k, n, n_ in forward_interface),
+            )
         _record(results, f"roundtrip/{name}", lambda name=name: round_trip(d, name))
     name = manifest["mismatch"]
     _record(results, "mismatch", lambda: mismatch(d, name, n))
