@@ -38,6 +38,9 @@ os.environ.setdefault(
     "JAX_COMPILATION_CACHE_DIR",
     os.path.join(tempfile.gettempdir(), f"hhl-test-xla-cache-{os.getuid()}"),
 )
+# Every program, not only those over JAX's default 1 s of compile time: a short training
+# compiles ~100 small ones (initialisers, metrics, host transfers), again in every process.
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 
 # Fixtures that build every model or train: a test that uses one belongs to the slow tier

@@ -194,6 +194,7 @@ def test_compiled_flops_of_a_matmul():
     assert benchmark.compiled_flops(compiled) == 2 * 4 * 8 * 16
 
 
+@pytest.mark.slow  # main.py and PyTorch benchmark steps in subprocesses
 @pytest.mark.xdist_group("benchmark")
 def test_gpu_suite_runs_on_cpu_at_tiny_sizes(tmp_path):
     """The GPU suite end to end on CPU: our steps and the PyTorch reference, one table."""

@@ -129,15 +129,16 @@ def test_logits_match_timm(name: str, size: tuple[int, int]) -> None:
 
 
 def test_odd_size_runs() -> None:
-    """200x230 is not a multiple of 32 (timm fails there); fuse layers resize to the target."""
+    """72x106 is not a multiple of 32 (timm fails there), nor are its branches' maps (18x27,
+    9x14, 5x7, 3x4); fuse layers resize to the target."""
     model = models.create("hrnet_w18_small", num_classes=7)
     graphdef, state = nnx.split(model)
-    images = np.random.default_rng(0).standard_normal((2, 200, 230, 3), dtype=np.float32)
+    images = np.random.default_rng(0).standard_normal((2, 72, 106, 3), dtype=np.float32)
     logits = _our_logits(graphdef, state, images)
     assert logits.shape == (2, 7) and logits.dtype == np.float32
     assert np.isfinite(logits).all()
-    features = nnx.merge(graphdef, state).feature_map(jnp.zeros((1, 200, 230, 3)))
-    assert features.shape == (1, 7, 8, 2048)  # ceil(200 / 32), ceil(230 / 32)
+    features = nnx.merge(graphdef, state).feature_map(jnp.zeros((1, 72, 106, 3)))
+    assert features.shape == (1, 3, 4, 2048)  # ceil(72 / 32), ceil(106 / 32)
 
 
 @pytest.mark.parametrize(

@@ -55,10 +55,10 @@ def _jax_mix(case: dict, seed: int | None = None) -> tuple[np.ndarray, np.ndarra
 
 
 @pytest.fixture(scope="module")
-def mindspore_mixed(tmp_path_factory) -> dict[str, np.ndarray]:
-    """Every case mixed by ascend_port.mixup inside a mindspore.dataset pipeline."""
-    tmp = tmp_path_factory.mktemp("ms_mixup")
-    cases = {
+def mindspore_checks(tmp_path_factory) -> dict:
+    """Every MindSpore-side recipe check in one interpreter start: {what: its output}. mixup:
+    every case mixed by ascend_port.mixup inside a mindspore.dataset pipeline."""
+    mixup_cases = {
         n: {
             **c,
             "images": IMAGES.tolist(),
@@ -68,7 +68,12 @@ def mindspore_mixed(tmp_path_factory) -> dict[str, np.ndarray]:
         }
         for n, c in CASES.items()
     }
-    return _run_check(tmp, "mixup", cases, out="out.npz")
+    checks = {
+        "mixup": (mixup_cases, "mixup.npz"),
+        "decay": ({"models": DECAY_MODELS}, "decay.json"),
+        "loss_scale": ({}, "loss_scale.json"),
+    }
+    return _run_checks(tmp_path_factory.mktemp("ms_recipes"), checks)
 
 
 def _smoothed(weights: np.ndarray) -> np.ndarray:
@@ -119,8 +124,9 @@ def test_jax_mixup_follows_timm_definition(name):
 
 @pytest.mark.xdist_group("ascend_port")
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_mindspore_mixup_follows_the_same_definition(name, mindspore_mixed):
-    _check_properties(name, mindspore_mixed[f"{name}/images"], mindspore_mixed[f"{name}/targets"])
+def test_mindspore_mixup_follows_the_same_definition(name, mindspore_checks):
+    mixed = mindspore_checks["mixup"]
+    _check_properties(name, mixed[f"{name}/images"], mixed[f"{name}/targets"])
 
 
 def test_mixup_is_deterministic_per_key():
@@ -217,12 +223,12 @@ def test_transformer_exclusions_follow_the_family_declaration():
 
 
 @pytest.mark.xdist_group("ascend_port")
-def test_both_sides_decay_the_same_parameters(tmp_path):
+def test_both_sides_decay_the_same_parameters(mindspore_checks):
     from models import registry
     from train_lib import optim
     from train_lib.state import SplitModel
 
-    ms = _run_check(tmp_path, "decay", {"models": DECAY_MODELS})
+    ms = mindspore_checks["decay"]
     for name in DECAY_MODELS:
         params = SplitModel(registry.abstract(name, num_classes=10)).initial_params
         assert ms[name] == optim.decay_mask(params, family=registry.info(name).family), name
@@ -482,19 +488,16 @@ def test_low_precision_losses_agree_with_float32(name):
 
 
 # --------------------------------------------------------------------------- MindSpore side
-def _run_check(tmp_path, what: str, cases: dict, out: str = "out.json") -> dict:
-    """Runs tests/ascend_side/check_recipes.py WHAT on `cases` in the MindSpore interpreter;
-    returns what it wrote to tmp_path/out (.json, or .npz as a dict of arrays)."""
-    (tmp_path / "cases.json").write_text(json.dumps(cases))
+def _run_checks(tmp_path, checks: dict[str, tuple[dict, str]]) -> dict:
+    """Runs tests/ascend_side/check_recipes.py on {what: (cases, output file name)} in one
+    MindSpore interpreter; returns {what: its output} (.json, or .npz as a dict of arrays)."""
+    args = []
+    for what, (cases, out) in checks.items():
+        (tmp_path / f"{what}.cases.json").write_text(json.dumps(cases))
+        args += [what, str(tmp_path / f"{what}.cases.json"), str(tmp_path / out)]
     env = dict(os.environ, PYTHONPATH=REPO, PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION="upb")
     proc = subprocess.run(
-        [
-            ascend_python(),
-            os.path.join(REPO, "tests", "ascend_side", "check_recipes.py"),
-            what,
-            str(tmp_path / "cases.json"),
-            str(tmp_path / out),
-        ],
+        [ascend_python(), os.path.join(REPO, "tests", "ascend_side", "check_recipes.py"), *args],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -502,14 +505,22 @@ def _run_check(tmp_path, what: str, cases: dict, out: str = "out.json") -> dict:
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
-    if out.endswith(".npz"):
-        return dict(np.load(tmp_path / out))
-    return json.loads((tmp_path / out).read_text())
+    return {
+        what: dict(np.load(tmp_path / out))
+        if out.endswith(".npz")
+        else json.loads((tmp_path / out).read_text())
+        for what, (_, out) in checks.items()
+    }
+
+
+def _run_check(tmp_path, what: str, cases: dict, out: str = "out.json") -> dict:
+    """One check of tests/ascend_side/check_recipes.py in its own interpreter start."""
+    return _run_checks(tmp_path, {what: (cases, out)})[what]
 
 
 @pytest.mark.xdist_group("ascend_port")
-def test_mindspore_loss_scale_is_dynamic_unless_the_seeds_fixed_one_is_asked(tmp_path):
-    got = _run_check(tmp_path, "loss_scale", {})
+def test_mindspore_loss_scale_is_dynamic_unless_the_seeds_fixed_one_is_asked(mindspore_checks):
+    got = mindspore_checks["loss_scale"]
     assert got["dynamic"] == {
         "type": "DynamicLossScaleManager",
         "before": 1024.0,

@@ -1,6 +1,8 @@
 """The MindSpore half of tests/test_recipes_train.py, run by HHL_ASCEND_PYTHON.
 
-    python tests/ascend_side/check_recipes.py mixup OUT.npz
+    python tests/ascend_side/check_recipes.py WHAT CASES.json OUT [WHAT CASES.json OUT ...]
+
+WHAT: mixup (OUT.npz); decay, loss_scale, train_steps, ema or loss_scale_step (OUT.json).
 
 Mixes the test batch of tests/test_recipes_train.py through ascend_port.mixup.BatchMixup inside
 a real mindspore.dataset pipeline (per_batch_map of Dataset.batch) and saves the mixed images
@@ -278,14 +280,15 @@ def loss_scale_step(cases: dict, out: str) -> None:
 
 
 if __name__ == "__main__":
-    what, cases_path, out = sys.argv[1:4]
-    with open(cases_path) as f:
-        cases = json.load(f)
-    {
+    checks = {
         "mixup": mixup_cases,
         "decay": decay_flags,
         "loss_scale": loss_scale,
         "train_steps": train_steps,
         "ema": ema,
         "loss_scale_step": loss_scale_step,
-    }[what](cases, out)
+    }
+    args = sys.argv[1:]  # WHAT CASES OUT, repeated: several checks in one interpreter start
+    for what, cases_path, out in zip(args[0::3], args[1::3], args[2::3], strict=True):
+        with open(cases_path) as f:
+            checks[what](json.load(f), out)
