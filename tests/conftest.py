@@ -3,10 +3,7 @@
 Subprocesses (training runs, 8 fake devices, 2-process jax.distributed) inherit the environment.
 """
 
-import json
 import os
-import subprocess
-import sys
 import tempfile
 
 import pytest
@@ -68,21 +65,8 @@ def digits_run(tmp_path_factory) -> dict:
     """One short demo training, as main.py runs it (a subprocess), then exported:
     {'workdir', 'export', 'result'}. Read-only for its users (copy the workdir to write to it);
     they share the xdist group "digits_run", so one worker trains it once."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    from tests.test_train_lib import _train  # imported here: after the environment above
+
     workdir = tmp_path_factory.mktemp("digits_run") / "run"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(root, "tests", "train_subprocess.py"),
-            str(workdir),
-            *DIGITS_RUN,
-        ],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "JAX_PLATFORMS": "cpu"},
-        timeout=900,
-        cwd=root,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = _train(workdir, *DIGITS_RUN)
     return {"workdir": workdir, "export": out["export"], "result": out["result"]}
