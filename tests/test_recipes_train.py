@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import models
+from tests import cli
 from tests.test_ascend_port import REPO, ascend_python
 from train_lib import mixup as jax_mixup
 from train_lib.recipes import mixup as rule
@@ -759,20 +760,7 @@ def test_mindspore_trains_with_ema_clip_accumulation_and_exports_either_weights(
 
     _image_folder(tmp_path / "data")
     workdir = tmp_path / "r"
-    args = [
-        "-m",
-        "ascend_port",
-        "--config",
-        "configs/base.py",
-        "--workdir",
-        str(workdir),
-        "--config.model.name=hardnet39ds",
-        "--config.model.num_classes=3",
-        "--config.data.image_size=32",
-        f"--config.data.source=folder:{tmp_path / 'data'}",
-        "--config.ascend.device_target=CPU",
-        "--config.ascend.mode=pynative",
-    ]
+    args = ["-m", "ascend_port", *cli.ascend_run_args(workdir, tmp_path / "data")]
     run_ascend(
         [
             *args,
