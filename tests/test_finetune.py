@@ -54,6 +54,7 @@ def test_classifier_rule_finds_each_familys_head():
         assert classifier_keys(shapes, 7) == [f"{head}.bias", f"{head}.kernel"], name
 
 
+@pytest.mark.slow  # trainings: the demo for `exported`, then a fine-tune
 def test_frozen_backbone_keeps_the_files_weights_and_the_head_learns(exported, tmp_path, caplog):
     config = _five_classes(tmp_path / "five", exported, steps=2, freeze_backbone_epochs=1.0)
     fresh = models.weights.flatten(build.model(config, fresh_head=True))
@@ -77,6 +78,7 @@ def test_frozen_backbone_keeps_the_files_weights_and_the_head_learns(exported, t
     assert not np.allclose(tuned["base.0.norm.mean"], source["base.0.norm.mean"])
 
 
+@pytest.mark.slow  # trainings: the demo for `exported`, then a fine-tune
 def test_matching_head_loads_as_usual_and_eval_stays_strict(exported, tmp_path):
     source = models.weights.read(exported)[0]
     config = _five_classes(tmp_path / "five", exported)
