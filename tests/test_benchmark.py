@@ -11,14 +11,16 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from flax import nnx
 
 from configs import base
-from models import layers
+from models import compat, layers
 from models.hardnet import HarDBlock
 from train_lib import analyze, benchmark, build, steps
-from train_lib.state import SplitModel
+from train_lib import mesh as mesh_lib
+from train_lib.state import SplitModel, TrainState
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -310,3 +312,45 @@ def test_benchmark_times_the_step_training_runs(monkeypatch):
     assert seen["label_smoothing_mode"] == "others"
     assert (seen["label_smoothing"], seen["ema_decay"]) == (0.1, 0.9)
     assert np.isfinite(float(runner.run()["loss"]))
+
+
+class _WideConv(nnx.Module):
+    """One 3x3 convolution wide enough that XLA:CPU's defaults hand it to a YNNPACK fusion."""
+
+    def __init__(self):
+        self.conv = layers.conv2d(3, 64, 3, dtype=jnp.float32, rngs=nnx.Rngs(0))
+        self.head = nnx.Linear(64, 10, rngs=nnx.Rngs(1))
+
+    def __call__(self, x):
+        return self.head(self.conv(x).mean(axis=(1, 2)))
+
+
+def test_cpu_steps_compile_with_xla_own_convolutions():
+    # jax 0.10's XLA:CPU knows the option; a release without it must fail here, not go silent.
+    assert compat.cpu_step_compiler_options() == compat.CPU_STEP_COMPILER_OPTIONS
+    split = SplitModel(_WideConv())
+    mesh = mesh_lib.make_mesh()
+    images = jnp.zeros((8, 56, 56, 3), jnp.uint8)
+    labels = jnp.zeros((8,), jnp.int32)
+    norm = {"mean": (0.5,) * 3, "std": (0.25,) * 3, "dtype": jnp.float32}
+    params, stats = split.initial_params, split.initial_stats
+
+    def forward(params, images):
+        return split.apply(params, stats, steps.normalize(images, **norm), train=False)[0]
+
+    # The default this turns off: the same forward under a plain jit runs in a YNNPACK fusion.
+    assert "ynn" in jax.jit(forward).lower(params, images).compile().as_text()
+    eval_step = steps.make_eval_step(split, **norm)
+    batch = {"image": images, "label": labels, "mask": jnp.ones((8,), bool)}
+    assert "ynn" not in eval_step.lower(params, stats, batch).compile().as_text()
+    tx = optax.sgd(0.1)
+    state = TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        batch_stats=stats,
+        opt_state=tx.init(params),
+        rng=jax.random.key_data(jax.random.key(0)),
+    )
+    train_step = steps.make_train_step(split, tx, **norm, label_smoothing=0.0, mesh=mesh)
+    lowered = train_step.lower(state, {"image": images, "label": labels})
+    assert "ynn" not in lowered.compile().as_text()
