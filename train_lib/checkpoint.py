@@ -18,6 +18,7 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
 from ml_collections import ConfigDict
 
 from models import compat
@@ -107,15 +108,31 @@ class Checkpointer:
         items = _items(*_split(_abstract(target)))
         if "ema" not in self.manager.item_metadata(step):
             items.pop("ema", None)
+        saved = self._saved_train_entries(step)
+        wanted = items["train"]
+        unused = set(saved) - set(wanted)
+        items["train"] = {k: v for k, v in wanted.items() if k in saved}
+        replicated = wanted["step"].sharding
+        for name in unused:  # read (orbax restores whole trees) and dropped below
+            items["train"][name] = jax.tree.map(
+                lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=replicated), saved[name]
+            )
         restored = self.manager.restore(
             step,
             args=ocp.args.Composite(**{k: ocp.args.StandardRestore(v) for k, v in items.items()}),
         )
+        train = {k: v for k, v in restored["train"].items() if k not in unused}
         return {
             **restored["weights"],
-            **restored["train"],
+            **train,
             **({"ema": restored["ema"]} if "ema" in items else {}),
         }
+
+    def _saved_train_entries(self, step: int) -> dict[str, Any]:
+        """The train item's top-level entries as saved (array metadata trees): the loss scale is
+        there only when that run computed in float16, whatever the resuming config says."""
+        path = epath.Path(self.directory) / str(step) / "train"
+        return dict(ocp.StandardCheckpointHandler().metadata(path).tree)
 
     def restore_weights(
         self, step: int, target: dict[str, Any], *, ema: bool = False

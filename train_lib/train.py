@@ -22,6 +22,7 @@ import models
 from train_lib import build, checkpoint, finetune, finite, optim, periodic, plots, run_config, steps
 from train_lib import ema as ema_lib
 from train_lib import evaluate as evaluate_lib
+from train_lib import loss_scale as loss_scale_lib
 from train_lib import mesh as mesh_lib
 from train_lib.metrics import MetricWriter, progress_bar
 from train_lib.state import SplitModel, TrainState
@@ -195,7 +196,8 @@ class _Job:
 
 def _resume(ckpt: checkpoint.Checkpointer, step: int, state: TrainState, replicated) -> TrainState:
     """The state of checkpoint `step`. One saved before train.ema_decay was switched on starts
-    the average from its weights."""
+    the average from its weights; one saved before model.dtype became float16 starts a fresh
+    loss scale (and a float16 run's scale is dropped when resumed in another dtype)."""
     restored = TrainState.from_dict(ckpt.restore(step, state.as_dict()))
     logging.warning("resumed from step %d of %s", step, ckpt.directory)
     if state.ema is not None and restored.ema is None:
@@ -205,6 +207,13 @@ def _resume(ckpt: checkpoint.Checkpointer, step: int, state: TrainState, replica
             "the checkpoint of step %d holds no EMA weights (train.ema_decay was 0); "
             "the average starts from its weights",
             step,
+        )
+    if state.loss_scale is not None and restored.loss_scale is None:
+        restored = restored.replace(loss_scale=jax.device_put(loss_scale_lib.init(), replicated))
+        logging.warning(
+            "the checkpoint of step %d was not computed in float16; the loss scale starts at %g",
+            step,
+            loss_scale_lib.INITIAL_SCALE,
         )
     return restored
 
