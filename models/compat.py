@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import os
 from typing import Any
 
 import jax
@@ -96,8 +97,10 @@ CPU_STEP_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 def cpu_step_compiler_options() -> dict[str, Any]:
     """Compile options for the jitted train/eval/predict steps: the ones above on the CPU
     backend when this XLA knows them (an experimental option may go in any release: then none,
-    with the library's defaults), nothing on GPU/TPU."""
-    if jax.default_backend() != "cpu":
+    with the library's defaults), nothing on GPU/TPU, and nothing where the user's XLA_FLAGS
+    set them (compile options would override the user's choice)."""
+    user_flags = os.environ.get("XLA_FLAGS", "")
+    if jax.default_backend() != "cpu" or any(k in user_flags for k in CPU_STEP_COMPILER_OPTIONS):
         return {}
     try:
         probe = jax.jit(lambda x: x + 1, compiler_options=CPU_STEP_COMPILER_OPTIONS)

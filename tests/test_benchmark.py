@@ -354,3 +354,15 @@ def test_cpu_steps_compile_with_xla_own_convolutions():
     train_step = steps.make_train_step(split, tx, **norm, label_smoothing=0.0, mesh=mesh)
     lowered = train_step.lower(state, {"image": images, "label": labels})
     assert "ynn" not in lowered.compile().as_text()
+
+
+def test_users_xla_flags_win_over_the_cpu_step_options(monkeypatch):
+    flag = "--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"
+    monkeypatch.setenv("XLA_FLAGS", f"{os.environ.get('XLA_FLAGS', '')} {flag}")
+    compat.cpu_step_compiler_options.cache_clear()
+    try:
+        assert compat.cpu_step_compiler_options() == {}
+    finally:
+        monkeypatch.undo()
+        compat.cpu_step_compiler_options.cache_clear()
+    assert compat.cpu_step_compiler_options() == compat.CPU_STEP_COMPILER_OPTIONS
