@@ -165,7 +165,8 @@ def test_launcher_mistakes_are_one_error_line(tmp_path, args, named):
 @pytest.mark.slow
 def test_msrun_two_cpu_workers_train_data_parallel(tmp_path):
     """msrun starts a scheduler and 2 CPU workers; they join one group (gradients averaged),
-    rank 0 writes metrics and checkpoints."""
+    rank 0 writes metrics and checkpoints. One step: each PyNative step costs both workers
+    ~8 CPU-s here."""
     python = ascend_python()
     _image_folder(tmp_path / "data")
     workdir = tmp_path / "run"
@@ -173,7 +174,7 @@ def test_msrun_two_cpu_workers_train_data_parallel(tmp_path):
         workdir,
         tmp_path / "data",
         "--config.train.batch_size=8",
-        "--config.train.steps=2",
+        "--config.train.steps=1",
         "--config.train.log_every_steps=1",
         "--config.train.eval_every_epochs=100",
     )
@@ -203,7 +204,7 @@ def test_msrun_two_cpu_workers_train_data_parallel(tmp_path):
     assert proc.returncode == 0, (proc.stderr[-3000:], {k: v[-2000:] for k, v in logs.items()})
     assert "on 2 device(s)" in logs["worker_1.log"]
     rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows if r["split"] == "train"] == [1, 2]
+    assert [r["step"] for r in rows if r["split"] == "train"] == [1]
     assert [c.name for c in (workdir / "checkpoints").glob("*.ckpt")] == [
-        "hardnet39ds-s00000002.ckpt"
+        "hardnet39ds-s00000001.ckpt"
     ]

@@ -4,9 +4,11 @@
 
 DIR holds what the JAX side wrote: manifest.json, inputs.npz (NHWC batches), <name>.safetensors
 (random canonical weights) and, for the models in manifest["parity"], <name>.logits.npz (Flax eval
-logits on the inputs listed there). Writes DIR/results.json and DIR/<name>.rt.safetensors
-(canonical -> .ckpt -> canonical) for the JAX side to compare. Each check records its own error
-so one failure does not hide the others.
+logits on the inputs listed there). Writes DIR/results.json and, for the models in
+manifest["file_round_trip"], DIR/<name>.rt.safetensors (canonical -> .ckpt -> canonical) for the
+JAX side to compare; the others (width/depth-only variants, whose files go through the same
+conversion code) round-trip in memory: canonical file -> cell -> canonical names and layouts.
+Each check records its own error so one failure does not hide the others.
 """
 
 from __future__ import annotations
@@ -43,12 +45,23 @@ def _record(results: dict, key: str, fn) -> None:
 
 
 def parity(
-    d: str, name: str, inputs, keys: list[str], num_classes: int, forward_interface: bool
+    d: str,
+    name: str,
+    inputs,
+    keys: list[str],
+    num_classes: int,
+    forward_interface: bool,
+    memory_round_trip: bool = False,
 ) -> dict:
+    """Logits against Flax on `keys`, the interface and, with `memory_round_trip`, the loaded
+    cell's weights read back (under "roundtrip"): one cell build for both."""
     cell = ascend_port.create(name, num_classes=num_classes)
-    ascend_port.load_weights(cell, os.path.join(d, f"{name}.safetensors"))
-    flax_logits = np.load(os.path.join(d, f"{name}.logits.npz"))
-    out = {}
+    path = os.path.join(d, f"{name}.safetensors")
+    ascend_port.load_weights(cell, path)
+    flax_logits = np.load(os.path.join(d, f"{name}.logits.npz")) if keys else {}
+    out, x, logits = {}, None, None
+    if memory_round_trip:  # before reset_classifier changes the head
+        out["roundtrip"] = round_trip_in_memory(cell, path)
     for key in keys:
         x = ms.Tensor(np.ascontiguousarray(inputs[key].transpose(0, 3, 1, 2)))
         logits = cell(x).asnumpy()
@@ -104,6 +117,20 @@ def round_trip(d: str, name: str) -> dict:
     }
     os.remove(ckpt)  # up to 0.5 GB (HRNet-W64); the JAX side reads only the .rt file
     return result
+
+
+def round_trip_in_memory(cell, path: str) -> dict:
+    """canonical file -> cell (strict load) -> canonical names and layouts, without the .ckpt
+    files: what a width/depth-only variant adds to its representative's file round trip is its
+    own names and shapes (returned for the JAX side to compare with the Flax tree)."""
+    a, meta = canonical.read(path)
+    b = msw.canonical_flat(cell)
+    return {
+        "same_keys": sorted(a) == sorted(b),
+        "bit_exact": all(a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]) for k in a),
+        "shapes": {k: list(v.shape) for k, v in b.items()},
+        "metadata": meta,
+    }
 
 
 def mismatch(d: str, name: str, num_classes: int) -> dict:
@@ -309,15 +336,24 @@ def main(d: str) -> None:
     n = manifest["num_classes"]
     results: dict = {"supported": ascend_port.names()}
     forward_interface = manifest.get("forward_interface", manifest["names"])
+    file_round_trip = manifest.get("file_round_trip", manifest["names"])
     for name in manifest["names"]:
         keys = manifest["parity"].get(name)
-        if keys:
+        in_memory = keys is not None and name not in file_round_trip  # the parity cell reads back
+        if keys is not None:
             _record(
                 results,
                 f"parity/{name}",
-                lambda n_=name, k=keys: parity(d, n_, inputs, k, n, n_ in forward_interface),
+                lambda n_=name, k=keys, m=in_memory: parity(
+                    d, n_, inputs, k, n, n_ in forward_interface, m
+                ),
             )
-        _record(results, f"roundtrip/{name}", lambda name=name: round_trip(d, name))
+        if not in_memory:
+            _record(results, f"roundtrip/{name}", lambda name=name: round_trip(d, name))
+        elif "error" in results[f"parity/{name}"]:
+            results[f"roundtrip/{name}"] = results[f"parity/{name}"]
+        else:
+            results[f"roundtrip/{name}"] = results[f"parity/{name}"].pop("roundtrip")
     name = manifest["mismatch"]
     _record(results, "mismatch", lambda: mismatch(d, name, n))
     for fmt in manifest["zoo"]:
