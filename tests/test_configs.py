@@ -1,5 +1,7 @@
 """Every shipped config: it validates on both sides, and every family's recipe trains two steps
-on a real-image folder at the config's image size, on both sides, with its augmentations on.
+on a real-image folder, on both sides, with its optimizer, schedule, loss and augmentations on,
+at the smallest image size its model takes cheaply (the HLGs' only size, 224; 64 for the
+convolutional families, whose recipes do not depend on the size).
 
 Recipe features still missing on one side are listed in PENDING: a config may be refused only
 for those, naming them, and the two-step runs switch exactly those off. The list only shrinks.
@@ -117,13 +119,17 @@ def test_every_config_validates_on_both_sides():
 
 def _recipe_file(recipe: str, keys: tuple[str, ...], directory) -> str:
     """A config file = the recipe's, with the side's PENDING features off (None has no flag)."""
+    import models
+
     path, model = RECIPES[recipe]
+    size = models.info(model or _load(path).model.name).test_input_size
     lines = [
         f"from configs.{os.path.basename(path)[:-3]} import get_config as _recipe",
         "def get_config():",
         "    c = _recipe()",
         *[f"    c.{key} = {PENDING[key]!r}" for key in _pending_set(_load(path), keys)],
         *([f"    c.model.name = {model!r}"] if model else []),
+        f"    c.data.image_size = {size}",
         "    return c",
     ]
     out = directory / f"{recipe}.py"
@@ -133,32 +139,64 @@ def _recipe_file(recipe: str, keys: tuple[str, ...], directory) -> str:
 
 # Two steps of a longer run: stop_after_steps ends before the first eval (3 steps per epoch).
 TWO_STEPS = [
-    "--config.model.num_classes=2",  # the folder's classes (hlg_mobile_zoo's 1001: pending)
-    "--config.train.batch_size=2",
-    "--config.train.steps=100",
-    "--config.train.stop_after_steps=2",
-    "--config.train.log_every_steps=1",
-    "--config.data.num_workers=1",
+    "model.num_classes=2",  # the folder's classes (hlg_mobile_zoo's 1001: pending)
+    "train.batch_size=2",
+    "train.steps=100",
+    "train.stop_after_steps=2",
+    "train.log_every_steps=1",
+    "data.num_workers=1",
 ]
+SIDE_FLAGS = {
+    "jax": ["train.tensorboard=False"],
+    "mindspore": ["ascend.device_target='CPU'", "ascend.mode='pynative'"],
+}
+
+
+def _two_steps(side: str, keys: tuple[str, ...], directory) -> dict[str, tuple[str, object]]:
+    """Every recipe's two steps on `side`, all in one interpreter (tests/recipe_steps.py):
+    {recipe: (its traceback or "", its workdir)}."""
+    folder = directory / "data"
+    make_folder(folder, {"train": {"a": 3, "b": 3}, "val": {"a": 1, "b": 1}}, seed=5)
+    runs = {
+        recipe: {
+            "config": _recipe_file(recipe, keys, directory),
+            "workdir": str(directory / recipe),
+            "overrides": [f"data.source='folder:{folder}'", *SIDE_FLAGS[side], *TWO_STEPS],
+        }
+        for recipe in sorted(RECIPES)
+    }
+    (directory / "runs.json").write_text(json.dumps(runs))
+    args = [os.path.join(REPO, "tests", "recipe_steps.py"), side, str(directory / "runs.json")]
+    args.append(str(directory / "out.json"))
+    if side == "jax":
+        proc = subprocess.run(
+            [sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=1800
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    else:
+        run_ascend(args, timeout=1800)
+    errors = json.loads((directory / "out.json").read_text())
+    return {recipe: (errors[recipe], directory / recipe) for recipe in runs}
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    root = tmp_path_factory.mktemp("recipes") / "data"
-    make_folder(root, {"train": {"a": 3, "b": 3}, "val": {"a": 1, "b": 1}}, seed=5)
-    return str(root)
+def jax_two_steps(tmp_path_factory) -> dict:
+    return _two_steps("jax", JAX_PENDING, tmp_path_factory.mktemp("recipes_jax"))
 
 
+@pytest.fixture(scope="module")
+def mindspore_two_steps(tmp_path_factory) -> dict:
+    return _two_steps("mindspore", tuple(PENDING), tmp_path_factory.mktemp("recipes_mindspore"))
+
+
+# One interpreter runs every recipe of a side: its tests share an xdist group (one worker).
 @pytest.mark.slow
+@pytest.mark.xdist_group("recipes_jax")
 @pytest.mark.parametrize("recipe", sorted(RECIPES))
-def test_recipe_trains_two_steps_with_jax(recipe, folder, tmp_path):
-    path = _recipe_file(recipe, JAX_PENDING, tmp_path)
-    cmd = [sys.executable, "main.py", "--config", path, "--workdir", str(tmp_path / "w"),
-           f"--config.data.source=folder:{folder}", "--config.train.tensorboard=False",
-           *TWO_STEPS]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1200)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert _train_losses(tmp_path / "w")
+def test_recipe_trains_two_steps_with_jax(recipe, jax_two_steps):
+    error, workdir = jax_two_steps[recipe]
+    assert not error, error
+    assert _train_losses(workdir)
 
 
 def _train_losses(workdir) -> list[float]:
@@ -169,13 +207,9 @@ def _train_losses(workdir) -> list[float]:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("recipes_mindspore")
 @pytest.mark.parametrize("recipe", sorted(RECIPES))
-def test_recipe_trains_two_steps_with_mindspore(recipe, folder, tmp_path):
-    path = _recipe_file(recipe, tuple(PENDING), tmp_path)
-    run_ascend(
-        ["-m", "ascend_port", "--config", path, "--workdir", str(tmp_path / "w"),
-         f"--config.data.source=folder:{folder}", "--config.ascend.device_target=CPU",
-         "--config.ascend.mode=pynative", *TWO_STEPS],
-        timeout=1200,
-    )  # fmt: skip
-    assert _train_losses(tmp_path / "w")
+def test_recipe_trains_two_steps_with_mindspore(recipe, mindspore_two_steps):
+    error, workdir = mindspore_two_steps[recipe]
+    assert not error, error
+    assert _train_losses(workdir)

@@ -1,8 +1,10 @@
-"""Runs a short training in a fresh process (device count is fixed at jax import), then exports.
+"""Short trainings in a fresh process (device count is fixed at jax import), each exported.
 
-    JAX_NUM_CPU_DEVICES=8 python tests/train_subprocess.py WORKDIR key=value ...
+    JAX_NUM_CPU_DEVICES=8 python tests/train_subprocess.py WORKDIR key=value ... [+ WORKDIR ...]
 
-Prints one JSON line: the final eval result and the exported weights path.
+Runs separated by `+` train one after another in this process (one interpreter start for runs
+that share a device count). Prints one JSON line per run: its final eval result and the
+exported weights path.
 """
 
 from __future__ import annotations
@@ -16,10 +18,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def config_from(overrides: list[str]):
-    """The demo config with `key=value` overrides (values parsed as Python literals if they are)."""
+    """The demo config with `key=value` overrides."""
     from configs import demo
 
-    config = demo.get_config()
+    return override(demo.get_config(), overrides)
+
+
+def override(config, overrides: list[str]):
+    """`config` with `key=value` overrides (values parsed as Python literals if they are)."""
     for item in overrides:
         key, value = item.split("=", 1)
         node = config
@@ -35,15 +41,21 @@ def config_from(overrides: list[str]):
 
 
 def main() -> None:
-    workdir, overrides = sys.argv[1], sys.argv[2:]
-    from train_lib import export, train
-
-    config = config_from(overrides)
-    result = train.run(config, workdir)
-    path = export.run(config, workdir)
     import jax
 
-    print(json.dumps({"result": result, "export": path, "devices": jax.device_count()}))
+    from train_lib import export, train
+
+    args = sys.argv[1:]
+    while args:
+        end = args.index("+") if "+" in args else len(args)
+        (workdir, *overrides), args = args[:end], args[end + 1 :]
+        config = config_from(overrides)
+        result = train.run(config, workdir)
+        path = export.run(config, workdir)
+        print(
+            json.dumps({"result": result, "export": path, "devices": jax.device_count()}),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":
