@@ -25,13 +25,10 @@ CONV = "base.0.conv.kernel"  # the stem's first conv
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory) -> str:
-    """The demo (10 digit classes) trained 2 steps and exported."""
-    workdir = str(tmp_path_factory.mktemp("demo"))
-    config = demo.get_config()
-    config.train.update(steps=2, batch_size=16, eval_every_epochs=100, tensorboard=False)
-    train.run(config, workdir)
-    return export.run(config, workdir)
+def exported(digits_run) -> str:
+    """The demo (10 digit classes) trained and exported: the conftest fixture digits_run, whose
+    xdist group the tests using it join (one worker trains it once)."""
+    return digits_run["export"]
 
 
 def _five_classes(root, init_from: str, **train):
@@ -55,6 +52,7 @@ def test_classifier_rule_finds_each_familys_head():
 
 
 @pytest.mark.slow  # trainings: the demo for `exported`, then a fine-tune
+@pytest.mark.xdist_group("digits_run")
 def test_frozen_backbone_keeps_the_files_weights_and_the_head_learns(exported, tmp_path, caplog):
     config = _five_classes(tmp_path / "five", exported, steps=2, freeze_backbone_epochs=1.0)
     fresh = models.weights.flatten(build.model(config, fresh_head=True))
@@ -78,7 +76,8 @@ def test_frozen_backbone_keeps_the_files_weights_and_the_head_learns(exported, t
     assert not np.allclose(tuned["base.0.norm.mean"], source["base.0.norm.mean"])
 
 
-@pytest.mark.slow  # trainings: the demo for `exported`, then a fine-tune
+@pytest.mark.slow  # the demo for `exported`
+@pytest.mark.xdist_group("digits_run")
 def test_matching_head_loads_as_usual_and_eval_stays_strict(exported, tmp_path):
     source = models.weights.read(exported)[0]
     config = _five_classes(tmp_path / "five", exported)
