@@ -1,4 +1,5 @@
-"""HRNet-cls parity with timm (the official architecture), all nine variants, random weights.
+"""HRNet-cls parity with timm (the official architecture), all nine variants, random weights
+(HRNet-W18-small at 224 px, the width/depth variants at 96 px, two non-square sizes).
 
 timm builds each model with its own random init; BatchNorm affine params and statistics are then
 randomised with a seeded torch.Generator. The statistics are first calibrated by one train-mode
@@ -28,13 +29,18 @@ from models import hrnet
 from tests.torch_utils import random_images
 
 VARIANTS = models.names("hrnet")
-# (variant, (height, width)); a non-square size follows its variant's square case so that the
-# cached model pair is reused.
+# HRNet-W18-small compares at 224 px; the other variants differ from it only in widths, stage-1
+# blocks, module and block counts (models/hrnet_arch.py), so they compare at 96 px (last branch
+# 3x3): the same keys, layouts and code paths on a fifth of the pixels. At 64 px, with statistics
+# calibrated there, the logits differed by up to 9.5e-5 of the 1e-4 tolerance. A non-square size
+# follows its variant's square case so that the cached model pair is reused.
+REPRESENTATIVE, REPRESENTATIVE_SIZE, VARIANT_SIZE = "hrnet_w18_small", 224, 96
 CASES = []
 for _name in VARIANTS:
-    CASES.append((_name, (224, 224)))
+    _side = REPRESENTATIVE_SIZE if _name == REPRESENTATIVE else VARIANT_SIZE
+    CASES.append((_name, (_side, _side)))
     if _name == "hrnet_w18_small_v2":
-        CASES.append((_name, (192, 256)))
+        CASES.append((_name, (96, 128)))  # branch maps 24x32, 12x16, 6x8, 3x4
     if _name == "hrnet_w48":
         CASES.append((_name, (224, 256)))
 
@@ -69,8 +75,9 @@ def test_all_nine_variants_registered() -> None:
     )
 
 
-def _randomise_batchnorm(model: torch.nn.Module, gen: torch.Generator) -> None:
-    """Random BN affine params, then statistics calibrated on random input and perturbed."""
+def _randomise_batchnorm(model: torch.nn.Module, gen: torch.Generator, side: int) -> None:
+    """Random BN affine params, then statistics calibrated on random side x side input and
+    perturbed (statistics from 128 px leave a 96 px input's logits near 1)."""
     bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     with torch.no_grad():
         for bn in bns:
@@ -79,7 +86,7 @@ def _randomise_batchnorm(model: torch.nn.Module, gen: torch.Generator) -> None:
             bn.reset_running_stats()
             bn.momentum = None  # cumulative average: after one batch, the batch statistics
         model.train()
-        model(torch.randn(2, 3, 128, 128, generator=gen))
+        model(torch.randn(2, 3, side, side, generator=gen))
         for bn in bns:
             bn.momentum = 0.1
             noise = torch.randn(bn.running_mean.shape, generator=gen)
@@ -88,12 +95,17 @@ def _randomise_batchnorm(model: torch.nn.Module, gen: torch.Generator) -> None:
     model.eval()
 
 
+def _calibration_side(size: tuple[int, int]) -> int:
+    return VARIANT_SIZE if max(size) < 224 else 128
+
+
 @functools.lru_cache(maxsize=1)
-def _pair(name: str):
-    """(timm model in eval mode, our graphdef, our state), built once per variant."""
+def _pair(name: str, calibration_side: int):
+    """(timm model in eval mode, our graphdef, our state), built once per variant and
+    calibration size."""
     torch.manual_seed(0)
     reference = timm.create_model(name, pretrained=False)
-    _randomise_batchnorm(reference, torch.Generator().manual_seed(1))
+    _randomise_batchnorm(reference, torch.Generator().manual_seed(1), calibration_side)
     ours = models.from_torch(name, reference.state_dict())
     graphdef, state = nnx.split(ours)
     return reference, graphdef, state
@@ -110,10 +122,10 @@ def _our_logits(graphdef, state, images: np.ndarray) -> np.ndarray:
     return np.asarray(compiled(state, x))
 
 
-@pytest.mark.slow  # every HRNet at 224 px against timm
+@pytest.mark.slow  # every HRNet against timm
 @pytest.mark.parametrize(("name", "size"), CASES, ids=[f"{n}-{h}x{w}" for n, (h, w) in CASES])
 def test_logits_match_timm(name: str, size: tuple[int, int]) -> None:
-    reference, graphdef, state = _pair(name)
+    reference, graphdef, state = _pair(name, _calibration_side(size))
     assert sum(p.numel() for p in reference.parameters()) == models.info(name).num_params
     images, images_nhwc = random_images(BATCH, *size, seed=2)
     with torch.no_grad():
