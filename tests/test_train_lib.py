@@ -77,18 +77,14 @@ def test_rmsprop_uses_the_tf_mindspore_epsilon_placement():
 
 # --------------------------------------------------------------------------- subprocess training
 def _train(workdir, *overrides, devices: int = 1, timeout: int = 600) -> dict:
-    """One training + export in a fresh process: {'result', 'export', 'devices'}."""
-    return _train_many([(workdir, overrides)], devices=devices, timeout=timeout)[0]
-
-
-def _train_many(runs, devices: int = 1, timeout: int = 900) -> list[dict]:
-    """[(workdir, overrides), ...] trained one after another in ONE fresh process."""
-    args = []
-    for workdir, overrides in runs:
-        args += ["+", str(workdir), *overrides]
     env = {**os.environ, "JAX_NUM_CPU_DEVICES": str(devices), "JAX_PLATFORMS": "cpu"}
     proc = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "tests", "train_subprocess.py"), *args[1:]],
+        [
+            sys.executable,
+            os.path.join(ROOT, "tests", "train_subprocess.py"),
+            str(workdir),
+            *overrides,
+        ],
         capture_output=True,
         text=True,
         env=env,
@@ -96,10 +92,9 @@ def _train_many(runs, devices: int = 1, timeout: int = 900) -> list[dict]:
         cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    outs = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert len(outs) == len(runs), proc.stdout[-3000:]
-    assert all(out["devices"] == devices for out in outs)
-    return outs
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["devices"] == devices
+    return out
 
 
 # Random images (the synthetic source), SGD at a small lr, 3 steps. On random images 1 and 8
@@ -138,43 +133,27 @@ def _assert_close(a: dict, b: dict, atol: float) -> None:
     assert worst <= atol, worst
 
 
-def _jit_and_pmap(directory, devices: int) -> dict[str, tuple]:
-    """{'jit': (workdir, out), 'pmap': (workdir, out)}: the SHORT run in both parallel modes on
-    `devices` devices, in one process."""
-    runs = {
-        "jit": (directory / "jit", SHORT),
-        "pmap": (directory / "pmap", (*SHORT, "parallel.mode=pmap")),
-    }
-    outs = _train_many(list(runs.values()), devices=devices)
-    return {mode: (runs[mode][0], out) for mode, out in zip(runs, outs, strict=True)}
-
-
 @pytest.fixture(scope="module")
-def one_device(tmp_path_factory) -> dict[str, tuple]:
-    """The 1-device SHORT runs (jit and pmap); several tests compare with them, so they run once
+def one_device(tmp_path_factory) -> tuple:
+    """(workdir, result) of the 1-device SHORT run; three tests compare with it, so it runs once
     (the "subprocess_training" group keeps them on one xdist worker)."""
-    return _jit_and_pmap(tmp_path_factory.mktemp("one_device"), devices=1)
-
-
-@pytest.fixture(scope="module")
-def eight_devices(tmp_path_factory) -> dict[str, tuple]:
-    """The SHORT runs on 8 fake CPU devices (jit and pmap), in one process."""
-    return _jit_and_pmap(tmp_path_factory.mktemp("eight_devices"), devices=8)
+    workdir = tmp_path_factory.mktemp("one_device") / "w"
+    return workdir, _train(workdir, *SHORT, devices=1)
 
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("subprocess_training")
-def test_eight_devices_match_one_device(one_device, eight_devices):
+def test_eight_devices_match_one_device(tmp_path, one_device):
     """Same global batch, synced BatchNorm: 8 fake CPU devices give 1 device's params, statistics
     and loss within 1e-5; eval over 359 examples (not a multiple of 40 x 8 devices) counts each
     one once."""
-    _, one = one_device["jit"]
-    workdir, eight = eight_devices["jit"]
+    _, one = one_device
+    eight = _train(tmp_path / "eight", *SHORT, devices=8)
     assert eight["result"]["examples"] == one["result"]["examples"] == 359
     _assert_close(_weights(one), _weights(eight), atol=1e-5)  # params and BatchNorm statistics
     assert abs(one["result"]["loss"] - eight["result"]["loss"]) <= 1e-5
     # The confusion matrix is summed over the sharded batch like the scalar sums.
-    report = json.loads((workdir / "eval_result.json").read_text())
+    report = json.loads((tmp_path / "eight" / "eval_result.json").read_text())
     confusion = np.asarray(report["confusion"])
     assert confusion.shape == (10, 10) and confusion.sum() == 359
     assert np.trace(confusion) == round(eight["result"]["top1"] * 359)
@@ -182,11 +161,11 @@ def test_eight_devices_match_one_device(one_device, eight_devices):
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("subprocess_training")
-def test_pmap_mode_equals_jit_on_one_device_and_runs_on_eight(one_device, eight_devices):
-    _, jit = one_device["jit"]
-    _, pmap = one_device["pmap"]
+def test_pmap_mode_equals_jit_on_one_device_and_runs_on_eight(tmp_path, one_device):
+    _, jit = one_device
+    pmap = _train(tmp_path / "pmap", *SHORT, "parallel.mode=pmap", devices=1)
     _assert_close(_weights(jit), _weights(pmap), atol=1e-6)
-    _, pmap8 = eight_devices["pmap"]
+    pmap8 = _train(tmp_path / "pmap8", *SHORT, "parallel.mode=pmap", devices=8)
     assert pmap8["result"]["examples"] == 359 and np.isfinite(pmap8["result"]["loss"])
     assert all(np.isfinite(v).all() for v in _weights(pmap8).values())
     # Per-device BatchNorm over 2 examples is another objective than the synced one: far from
@@ -205,10 +184,10 @@ def test_resumed_run_ends_where_an_uninterrupted_run_ends(tmp_path):
         "train.checkpoint_every_steps=3",
         "train.tensorboard=False",
     )
-    # The uninterrupted run and the first half share a process; the resume is a new one.
-    full, _ = _train_many(
-        [(tmp_path / "full", steps), (tmp_path / "split", (*steps, "train.stop_after_steps=3"))]
-    )  # the second stops after the step-3 checkpoint
+    full = _train(tmp_path / "full", *steps)
+    _train(
+        tmp_path / "split", *steps, "train.stop_after_steps=3"
+    )  # stops after the step-3 checkpoint
     resumed = _train(tmp_path / "split", *steps)
     assert sorted(n for n in os.listdir(tmp_path / "split" / "checkpoints") if n.isdigit()) == [
         "3",
@@ -243,7 +222,7 @@ def test_bad_input_is_one_clear_line(tmp_path, args, needles):
 @pytest.mark.slow
 @pytest.mark.xdist_group("subprocess_training")
 def test_workdir_of_another_model_is_refused(one_device):
-    workdir, _ = one_device["jit"]
+    workdir, _ = one_device
     before = sorted(p.relative_to(workdir) for p in workdir.rglob("*"))
     proc = _main(
         "--config", "configs/demo.py", "--workdir", str(workdir), "--config.model.name=hardnet68ds"
