@@ -1,10 +1,8 @@
-"""Short trainings in a fresh process (device count is fixed at jax import), each exported.
+"""Runs a short training in a fresh process (device count is fixed at jax import), then exports.
 
-    JAX_NUM_CPU_DEVICES=8 python tests/train_subprocess.py WORKDIR key=value ... [+ WORKDIR ...]
+    JAX_NUM_CPU_DEVICES=8 python tests/train_subprocess.py WORKDIR key=value ...
 
-Runs separated by `+` train one after another in this process (one interpreter start for runs
-that share a device count). Prints one JSON line per run: its final eval result and the
-exported weights path.
+Prints one JSON line: the final eval result and the exported weights path.
 """
 
 from __future__ import annotations
@@ -41,21 +39,15 @@ def override(config, overrides: list[str]):
 
 
 def main() -> None:
-    import jax
-
+    workdir, overrides = sys.argv[1], sys.argv[2:]
     from train_lib import export, train
 
-    args = sys.argv[1:]
-    while args:
-        end = args.index("+") if "+" in args else len(args)
-        (workdir, *overrides), args = args[:end], args[end + 1 :]
-        config = config_from(overrides)
-        result = train.run(config, workdir)
-        path = export.run(config, workdir)
-        print(
-            json.dumps({"result": result, "export": path, "devices": jax.device_count()}),
-            flush=True,
-        )
+    config = config_from(overrides)
+    result = train.run(config, workdir)
+    path = export.run(config, workdir)
+    import jax
+
+    print(json.dumps({"result": result, "export": path, "devices": jax.device_count()}))
 
 
 if __name__ == "__main__":
