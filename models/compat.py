@@ -11,6 +11,10 @@ one; on such a release the callers here fall back where they can and say so wher
 - jax's distributed-runtime client (`jax._src.distributed.global_state.client`) and its
   key-value store: train_lib.multihost's watchdog exchanges heartbeats through it, so a process
   that dies mid-run is named in one line instead of the runtime's abort.
+
+Public but version-dependent (no entry in PRIVATE_APIS): the manual mesh axes a value varies
+over inside shard_map, `jax.typeof(x).manual_axis_type.varying` (jax 0.10 and 0.11; jax 0.6-0.8
+called it `.vma`), read by `varying_axes`.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+import jax
 from flax.nnx import Variable
 from flax.nnx.nn import normalization as _nnx_norm
 
@@ -52,6 +57,13 @@ def missing() -> list[str]:
 canonicalize_axes = _nnx_norm._canonicalize_axes
 compute_stats = _nnx_norm._compute_stats
 normalize = _nnx_norm._normalize
+
+
+def varying_axes(x: Any) -> frozenset:
+    """The manual (shard_map) mesh axes `x` varies over; empty outside shard_map."""
+    aval = jax.typeof(x)
+    mat = getattr(aval, "manual_axis_type", None)
+    return frozenset(mat.varying if mat is not None else getattr(aval, "vma", ()))
 
 
 def can_update(variable: Variable) -> bool:
