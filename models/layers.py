@@ -423,13 +423,16 @@ def _batch_norm_train_bwd(reduction_axes, feature_axes, dtype, eps, fast_var, re
     feature_shape = [d if i in feature_axes else 1 for i, d in enumerate(x.shape)]
     n = math.prod(x.shape[i] for i in reduction_axes)
     centred = x.astype(stats_dtype) - mean.reshape(stats_shape)
-    inv_std = jax.lax.rsqrt(var + eps).reshape(stats_shape)
-    x_hat = centred * inv_std
+    inv_std = jax.lax.rsqrt(var + eps)
     dy = dy.astype(stats_dtype)
     dbias = dy.sum(reduction_axes)
-    dscale = (dy * x_hat).sum(reduction_axes)
-    dx = (scale.astype(stats_dtype).reshape(feature_shape) * inv_std / n) * (
-        n * dy - dbias.reshape(stats_shape) - x_hat * dscale.reshape(stats_shape)
+    # Rounded as autodiff rounds it (sum of dy * (x - mean), then times 1/std): the parameters'
+    # gradients equal nnx.BatchNorm's bit for bit.
+    dscale = (dy * centred).sum(reduction_axes) * inv_std
+    dx = (scale.astype(stats_dtype).reshape(feature_shape) * inv_std.reshape(stats_shape) / n) * (
+        n * dy
+        - dbias.reshape(stats_shape)
+        - centred * (inv_std * dscale).reshape(stats_shape)  # x_hat * dscale
     )
     # The statistics are outputs too (the running averages); their cotangents are zero when
     # only the loss is differentiated. Variance clipped at 0 (E[x^2] - E[x]^2) is not special-cased.
