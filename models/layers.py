@@ -299,7 +299,7 @@ def depthwise_conv_general_dilated(
 
 
 class BatchNorm(nnx.BatchNorm):
-    """nnx.BatchNorm whose train-mode statistics update is cheap to trace; same numerics.
+    """nnx.BatchNorm whose train-mode statistics update is cheap to trace; same outputs.
 
     Why: flax 0.12.8 writes the running statistics as `self.mean[...] = new`. For a traced value,
     Variable.set_value then reads the tracer's `.sharding`, and JAX builds that AttributeError's
@@ -307,7 +307,9 @@ class BatchNorm(nnx.BatchNorm):
     the number of BatchNorms (HRNet-W18, 325 of them: 53 of the 70 s spent tracing its train
     step; HLG-tiny: 8 of 19 s). Writing with `set_value(new)` (a whole replacement, as `[...] =` is here) skips that
     check. Eval mode is nnx.BatchNorm's own code; train mode reuses its statistics and
-    normalisation helpers, so outputs and updated statistics are identical.
+    normalisation helpers, so outputs and updated statistics are identical, and has its own
+    backward (`_batch_norm_train`: faster, and as close to float64) unless it takes a mask or
+    cross-device statistics (`axis_name`), which keep autodiff.
     """
 
     def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
@@ -398,7 +400,7 @@ def _batch_norm_train_forward(x, scale, bias, reduction_axes, feature_axes, dtyp
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 6, 7))
 def _batch_norm_train(x, scale, bias, reduction_axes, feature_axes, dtype, eps, fast_var):
     """Train-mode BatchNorm -> (y, batch mean, biased batch variance), with the textbook
-    backward: two per-channel sums (of dy and dy * x_hat) and one elementwise pass for dx.
+    backward: two per-channel sums (of dy and dy * (x - mean)) and one elementwise pass for dx.
 
     Why: differentiating through the statistics' computation gives XLA a longer chain of
     reductions; this backward is 1.5-2.7x faster per layer on CPU and closer to a float64
@@ -426,8 +428,8 @@ def _batch_norm_train_bwd(reduction_axes, feature_axes, dtype, eps, fast_var, re
     inv_std = jax.lax.rsqrt(var + eps)
     dy = dy.astype(stats_dtype)
     dbias = dy.sum(reduction_axes)
-    # Rounded as autodiff rounds it (sum of dy * (x - mean), then times 1/std): the parameters'
-    # gradients equal nnx.BatchNorm's bit for bit.
+    # Rounded as autodiff rounds it (sum of dy * (x - mean), then times 1/std): op by op, the
+    # parameters' gradients equal nnx.BatchNorm's bit for bit.
     dscale = (dy * centred).sum(reduction_axes) * inv_std
     dx = (scale.astype(stats_dtype).reshape(feature_shape) * inv_std.reshape(stats_shape) / n) * (
         n * dy
