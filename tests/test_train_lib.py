@@ -97,17 +97,24 @@ def _train(workdir, *overrides, devices: int = 1, timeout: int = 600) -> dict:
     return out
 
 
-# Random images (the synthetic source), SGD at a small lr, 3 steps. On random images 1 and 8
-# devices stay within float noise (measured after 3 steps: params 6e-8, BatchNorm running
-# variances 2.4e-6, eval loss identical). On the digits, whose 8x8 scans upscaled to 32 px are
-# piecewise constant, the same 1e-7 reduction-order noise after step 1 grows to 1.5e-4 in the
-# params by step 3, so they cannot show a 1e-5 agreement. A wrong BatchNorm synchronisation
-# changes the first forward pass by orders of magnitude more than 1e-5.
+# Random images (the synthetic source), one SGD step at a small lr. What 1 and 8 devices must
+# share, and how closely:
+# - Step 1's forward pass (its loss and the BatchNorm statistics it writes) is a smooth function
+#   of the inputs: the devices' other reduction order moves it by float noise only (measured: loss
+#   identical, running statistics 2e-6). A BatchNorm not synced over the devices moves it by
+#   orders of magnitude (pmap mode's per-device statistics: loss 0.13, statistics 0.6 apart).
+# - The gradient is not smooth: ReLU6 switches a unit's gradient on or off where its input
+#   crosses 0 or 6, and a unit within float noise of a kink lands on either side depending on the
+#   summation order alone. Measured on ONE device, the same batch in another order: in 16 of 32
+#   orders (XLA's YNNPACK and its Eigen convolutions alike) one unit flipped and step 1's params
+#   moved 1.2e-5 (gradients 0.012 of max 3); trained on, the flips compound (3 steps: params
+#   1.7e-4, statistics 7.9e-3). So the params are compared after one step, at 1e-4; a wrong
+#   BatchNorm sync moves them by 500.
 SHORT = (
     "data.source='synthetic'",
     "data.synthetic_num_classes=10",
     "data.synthetic_eval_examples=359",
-    "train.steps=3",
+    "train.steps=1",
     "train.batch_size=16",
     "train.eval_batch_size=40",
     "train.checkpoint_every_steps=100",
@@ -133,6 +140,21 @@ def _assert_close(a: dict, b: dict, atol: float) -> None:
     assert worst <= atol, worst
 
 
+def _split_weights(out) -> tuple[dict, dict]:
+    """(params, BatchNorm running statistics) of the exported weights."""
+    weights = _weights(out)
+    is_stat = {k: k.endswith((".mean", ".var")) for k in weights}
+    return (
+        {k: v for k, v in weights.items() if not is_stat[k]},
+        {k: v for k, v in weights.items() if is_stat[k]},
+    )
+
+
+def _train_losses(workdir) -> list[float]:
+    rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    return [row["loss"] for row in rows if row["split"] == "train"]
+
+
 @pytest.fixture(scope="module")
 def one_device(tmp_path_factory) -> tuple:
     """(workdir, result) of the 1-device SHORT run; three tests compare with it, so it runs once
@@ -144,13 +166,19 @@ def one_device(tmp_path_factory) -> tuple:
 @pytest.mark.slow
 @pytest.mark.xdist_group("subprocess_training")
 def test_eight_devices_match_one_device(tmp_path, one_device):
-    """Same global batch, synced BatchNorm: 8 fake CPU devices give 1 device's params, statistics
-    and loss within 1e-5; eval over 359 examples (not a multiple of 40 x 8 devices) counts each
-    one once."""
-    _, one = one_device
+    """Same global batch, synced BatchNorm: 8 fake CPU devices give 1 device's step-1 loss and
+    BatchNorm statistics within 1e-5 and its params within 1e-4 (see SHORT for why these);
+    eval over 359 examples (not a multiple of 40 x 8 devices) counts each one once."""
+    one_dir, one = one_device
     eight = _train(tmp_path / "eight", *SHORT, devices=8)
     assert eight["result"]["examples"] == one["result"]["examples"] == 359
-    _assert_close(_weights(one), _weights(eight), atol=1e-5)  # params and BatchNorm statistics
+    losses = _train_losses(one_dir), _train_losses(tmp_path / "eight")
+    assert len(losses[0]) == len(losses[1]) == 1, losses
+    assert abs(losses[0][0] - losses[1][0]) <= 1e-5, losses
+    one_params, one_stats = _split_weights(one)
+    eight_params, eight_stats = _split_weights(eight)
+    _assert_close(one_stats, eight_stats, atol=1e-5)
+    _assert_close(one_params, eight_params, atol=1e-4)
     assert abs(one["result"]["loss"] - eight["result"]["loss"]) <= 1e-5
     # The confusion matrix is summed over the sharded batch like the scalar sums.
     report = json.loads((tmp_path / "eight" / "eval_result.json").read_text())
@@ -169,8 +197,8 @@ def test_pmap_mode_equals_jit_on_one_device_and_runs_on_eight(tmp_path, one_devi
     assert pmap8["result"]["examples"] == 359 and np.isfinite(pmap8["result"]["loss"])
     assert all(np.isfinite(v).all() for v in _weights(pmap8).values())
     # Per-device BatchNorm over 2 examples is another objective than the synced one: far from
-    # the 1-device run (measured: running variances ~1e7 apart after 3 steps, 2-example
-    # statistics of 1x1 maps blow up). An unsynced jit mode would fail the 1e-5 check above.
+    # the 1-device run (measured after one step: params 500 apart, the gradients of 2-example
+    # statistics of 1x1 maps blow up). An unsynced jit mode would fail the checks above.
     assert _max_abs_diff(_weights(jit), _weights(pmap8)) > 1e-3
 
 
