@@ -8,6 +8,8 @@ one; on such a release the callers here fall back where they can and say so wher
 - orbax CheckpointManager `_maybe_await_cleanup_tmp_directory`: the manager starts its temp-dir
   cleanup in a thread when it opens and only save() waits for it, so a process that exits
   without saving printed "cannot schedule new futures after shutdown".
+- XLA:CPU's `xla_cpu_experimental_ynn_fusion_type` compile option (jax 0.10.x): the train,
+  eval and predict steps keep YNNPACK's convolutions off on CPU (`cpu_step_compiler_options`).
 - jax's distributed-runtime client (`jax._src.distributed.global_state.client`) and its
   key-value store: train_lib.multihost's watchdog exchanges heartbeats through it, so a process
   that dies mid-run is named in one line instead of the runtime's abort.
@@ -19,10 +21,13 @@ called it `.vma`), read by `varying_axes`.
 
 from __future__ import annotations
 
+import functools
 import importlib
+import os
 from typing import Any
 
 import jax
+import numpy as np
 from flax.nnx import Variable
 from flax.nnx.nn import normalization as _nnx_norm
 
@@ -90,3 +95,30 @@ def distributed_client() -> Any | None:
     client = getattr(state, "client", None)
     needed = ("key_value_set", "key_value_dir_get")
     return client if all(hasattr(client, n) for n in needed) else None
+
+
+# XLA:CPU in jax 0.10 hands convolutions (and dots) to YNNPACK fusions by default. Its
+# convolutions are slower than XLA's own (Eigen) ones here: HarDNet-68's eval step (batch 8,
+# 224 px, idle 2-core x86 VM) took 717 ms with them and 488-532 ms without (PyTorch eager: 492
+# ms). Only convolutions leave YNNPACK; dots stay (the setting keeps the one fusion type listed).
+# Values agree to fp32 rounding (the step parity tests compare the steps with PyTorch/MindSpore).
+CPU_STEP_COMPILER_OPTIONS = {
+    "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"
+}
+
+
+@functools.cache
+def cpu_step_compiler_options() -> dict[str, Any]:
+    """Compile options for the jitted train/eval/predict steps: the ones above on the CPU
+    backend when this XLA knows them (an experimental option may go in any release: then none,
+    with the library's defaults), nothing on GPU/TPU, and nothing where the user's XLA_FLAGS
+    set them (compile options would override the user's choice)."""
+    user_flags = os.environ.get("XLA_FLAGS", "")
+    if jax.default_backend() != "cpu" or any(k in user_flags for k in CPU_STEP_COMPILER_OPTIONS):
+        return {}
+    try:
+        probe = jax.jit(lambda x: x + 1, compiler_options=CPU_STEP_COMPILER_OPTIONS)
+        probe.lower(np.float32(0)).compile()
+    except jax.errors.JaxRuntimeError:
+        return {}
+    return dict(CPU_STEP_COMPILER_OPTIONS)

@@ -8,6 +8,7 @@ A file that does not decode is named on one `warning:` line and skipped; the wor
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 from collections.abc import Iterator, Sequence
@@ -19,6 +20,7 @@ from ml_collections import ConfigDict
 import input_pipeline
 import models
 from input_pipeline import predict_io
+from models import compat
 from train_lib import build, steps
 from train_lib.errors import UserError
 from train_lib.state import SplitModel
@@ -82,7 +84,7 @@ def predict(config: ConfigDict, workdir: str, images: str) -> tuple[list[dict], 
     split = SplitModel(model)
     preprocessing = build.preprocessing(config)
 
-    @jax.jit
+    @functools.partial(jax.jit, compiler_options=compat.cpu_step_compiler_options())
     def forward(params, stats, batch):
         logits, _ = split.apply(params, stats, steps.normalize(batch, **preprocessing), train=False)
         return logits.astype(np.float32)

@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
+from models import compat
 from train_lib import ema as ema_lib
 from train_lib import erasing
 from train_lib import loss_scale as loss_scale_lib
@@ -186,14 +189,14 @@ def make_train_step(
 
     if per_device:
         step = jax.shard_map(step, mesh=mesh, in_specs=(P(), P(DATA_AXIS)), out_specs=(P(), P()))
-    return jax.jit(step, donate_argnums=0)
+    return jax.jit(step, donate_argnums=0, compiler_options=compat.cpu_step_compiler_options())
 
 
 def make_eval_step(split: SplitModel, *, mean, std, dtype):
     """Returns eval(params, batch_stats, batch) -> masked sums (loss, top1, top5, count) and the
     confusion matrix [true, predicted] (int32 counts; per-class accuracy and confusion.png)."""
 
-    @jax.jit
+    @functools.partial(jax.jit, compiler_options=compat.cpu_step_compiler_options())
     def eval_step(params, batch_stats, batch):
         images = normalize(batch["image"], mean, std, dtype)
         logits, _ = split.apply(params, batch_stats, images, train=False)
