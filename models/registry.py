@@ -109,21 +109,23 @@ def _init_compiled(
 ) -> nnx.Module:
     """Runs `build` under one jit. Given `weights`, only the non-weight state (RNG streams) is
     returned from the jitted init, so XLA drops the random initialisers as dead code."""
-    graphdefs = []
+    graphdefs, abstract_states = [], []
 
     def init(k):
         graphdef, weight_state, rest = nnx.split(build(nnx.Rngs(k)), WEIGHT_COLLECTIONS, ...)
         graphdefs.append(graphdef)
+        # The weights' shapes, read off this trace: a second (eval_shape) build of the model
+        # would cost as much Python as this one (~1 s for a HarDNet).
+        abstract_states.append(
+            jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype), weight_state)
+        )
         return rest if weights is not None else (weight_state, rest)
 
     compiled = jax.jit(init).lower(key).compile(compiler_options=_INIT_COMPILER_OPTIONS)
     out = compiled(key)
     if weights is None:
         return nnx.merge(graphdefs[0], *out)
-    abstract_state = nnx.split(nnx.eval_shape(lambda: build(nnx.Rngs(0))), WEIGHT_COLLECTIONS, ...)[
-        1
-    ]
-    model = nnx.merge(graphdefs[0], abstract_state, out)
+    model = nnx.merge(graphdefs[0], abstract_states[0], out)
     weights_lib.load(model, weights, context=context)
     return model
 
