@@ -45,13 +45,22 @@ PARITY_INPUTS = {
 }
 # The input size of a width/depth-only variant (tests/variants.py): its representative runs the
 # full checks above; the variant's own numbers (widths, depths, heads, downsampling) still meet
-# one forward pass, at a small odd size where the family allows it (HRNet fuses 2->3, 3->5 maps).
-SMALL_INPUT = {"hardnet": 33, "hrnet": 33, "hlg": 224}
-# HLG takes 224 px only, where a PyNative forward costs ~15-25 CPU-s per variant: these skip it
-# (names, shapes and values still round-trip). All HLGs have 32-wide heads; hlg_tiny's numbers
-# run in hlg_tiny_dwconv, hlg_small's head counts run; medium and large are small and tiny with
-# 14 stage-3 blocks.
-NO_FORWARD = ("hlg_tiny", "hlg_medium", "hlg_large")
+# one forward pass (but NO_FORWARD's), at a small odd size where the family allows it.
+SMALL_INPUT = {"hardnet": 33, "hlg": 224}
+# These skip the forward (names, shapes and values still round-trip exactly). HLG takes 224 px
+# only, where a PyNative forward costs ~15-25 CPU-s per variant: all HLGs have 32-wide heads;
+# hlg_tiny's numbers run in hlg_tiny_dwconv, hlg_small's head counts run; medium and large are
+# small and tiny with 14 stage-3 blocks. An HRNet variant is hrnet_w18_small's code with the
+# numbers of its row in models/hrnet_arch.CONFIGS, a table both sides build from, and every one
+# of those numbers (widths, stage-1 blocks and planes, module and block counts) is in the shapes
+# or names that round-trip; their forwards (~10 CPU-s each on this side, 33 px) checked nothing
+# more. Their logits are checked against timm in tests/test_parity_hrnet.py.
+NO_FORWARD = (
+    "hlg_tiny",
+    "hlg_medium",
+    "hlg_large",
+    *(n for n, rep in SAME_CODE_PATHS.items() if rep == "hrnet_w18_small"),
+)
 # Logits are compared for every variant but NO_FORWARD; width/depth-only ones at SMALL_INPUT,
 # their interface without forward passes, their weights round-tripped in memory (names, shapes,
 # values) instead of through .ckpt files, whose conversion code their representative runs.
