@@ -49,6 +49,16 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if _SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # `--dist loadgroup` hands out the xdist groups first (most tests first), then the other
+        # tests one by one in collection order. Slow ones first: the run then ends on short
+        # tests on both workers, not on one worker's 60-s test while the other idles. Grouped
+        # tests keep their order (a group's module fixtures are built once per module run).
+        def fast_and_ungrouped(item) -> bool:
+            marks = {m.name for m in item.iter_markers()}
+            return not marks & {"slow", "xdist_group"}
+
+        items.sort(key=fast_and_ungrouped)
 
 
 # 60 steps of the demo recipe reach ~94% val top-1 (measured); TensorBoard on for its tags.
