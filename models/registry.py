@@ -125,7 +125,9 @@ def _init_compiled(
     out = compiled(key)
     if weights is None:
         return nnx.merge(graphdefs[0], *out)
-    model = nnx.merge(graphdefs[0], abstract_states[0], out)
+    # Rebuilt here: Variables made inside the trace refuse writes from outside it.
+    abstract_state = jax.tree.map(lambda v: v, abstract_states[0])
+    model = nnx.merge(graphdefs[0], abstract_state, out)
     weights_lib.load(model, weights, context=context)
     return model
 

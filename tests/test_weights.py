@@ -43,6 +43,20 @@ def test_save_read_load_round_trip_is_bit_exact(model, tmp_path):
         np.testing.assert_array_equal(original[key], restored[key])
 
 
+def test_create_from_weights_holds_them_and_runs(model):
+    """models.create(weights=...) skips the random init: the file's values, writable later (a
+    fine-tune or a second load writes into them), and the same logits as the source model."""
+    flat = models.weights.flatten(model)
+    built = models.create("hardnet39ds", num_classes=10, weights=flat)
+    restored = models.weights.flatten(built)
+    assert restored.keys() == flat.keys()
+    for key in flat:
+        np.testing.assert_array_equal(restored[key], flat[key])
+    models.weights.load(built, flat)
+    x = np.random.default_rng(0).standard_normal((2, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_array_equal(np.asarray(built(x)), np.asarray(model(x)))
+
+
 def test_missing_unexpected_and_misshaped_keys_are_named(model):
     flat = models.weights.flatten(model)
     flat.pop("base.1.norm.mean")
