@@ -101,8 +101,9 @@ def run_x64(cases: list[step_cases.Case], d: Path) -> dict[str, dict[str, np.nda
     )
     split = SplitModel(model)
     batch = dict(np.load(d / f"{model_name}.batch.npz"))
-    params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), split.initial_params)
-    stats = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), split.initial_stats)
+    # numpy casts: jnp's would compile one program per parameter shape
+    params = jax.tree.map(lambda a: np.asarray(a, np.float64), split.initial_params)
+    stats = jax.tree.map(lambda a: np.asarray(a, np.float64), split.initial_stats)
     images = batch["input"].astype(np.float64)  # the float32 input our step computes
     targets = np.stack([step_cases.targets(case, batch["label"]) for case in cases])
 

@@ -152,9 +152,9 @@ def test_contract(name):
 
     loss, grads = loss_and_grads(model, x)
     assert np.isfinite(float(loss))
-    leaves = jax.tree.leaves(grads)
-    assert leaves and all(bool(jnp.all(jnp.isfinite(g))) for g in leaves)
-    assert any(float(jnp.abs(g).max()) > 0 for g in leaves)
+    leaves = [np.asarray(g) for g in jax.tree.leaves(grads)]  # numpy: no program per shape
+    assert leaves and all(np.isfinite(g).all() for g in leaves)
+    assert any(np.abs(g).max() > 0 for g in leaves)
     if jax.tree.leaves(stats_before):
         moved = jax.tree.map(
             lambda a, b: not np.array_equal(a, np.asarray(b)),
