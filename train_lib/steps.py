@@ -103,6 +103,12 @@ def make_train_step(
             )
         images = images.astype(dtype)
         scale = None if state.loss_scale is None else state.loss_scale["scale"]
+        params_in = state.params
+        if per_device:
+            # Each device differentiates its own copy: for params left replicated (invariant
+            # over the mesh axis), jax's autodiff would already sum the devices' gradients, and
+            # the pmean below would then apply the device count times the mean gradient.
+            params_in = jax.lax.pcast(params_in, DATA_AXIS, to="varying")
 
         def grads_of(stats, images, labels, targets, rng):
             def loss_fn(params):
@@ -116,7 +122,7 @@ def make_train_step(
                 return (loss if scale is None else loss * scale), (loss, logits, new_stats)
 
             (_, (loss, logits, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-                state.params
+                params_in
             )
             n = jnp.asarray(labels.shape[0], jnp.float32)
             metrics = {
@@ -144,7 +150,7 @@ def make_train_step(
                 ), None
 
             zeros = (
-                jax.tree.map(jnp.zeros_like, state.params),
+                jax.tree.map(jnp.zeros_like, params_in),
                 state.batch_stats,
                 {k: jnp.zeros((), jnp.float32) for k in ("loss", "top1", "count")},
             )
