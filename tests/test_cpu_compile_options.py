@@ -11,10 +11,11 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from configs import base
 from models import compat, layers
+from train_lib import build, steps
 from train_lib import mesh as mesh_lib
-from train_lib import steps
-from train_lib.state import SplitModel, TrainState
+from train_lib.state import SplitModel
 
 
 class _WideConv(nnx.Module):
@@ -61,13 +62,7 @@ def test_cpu_steps_compile_with_xla_own_convolutions():
     batch = {"image": images, "label": labels, "mask": jnp.ones((8,), bool)}
     assert _convolutions(eval_step.lower(params, stats, batch).compile().as_text()) == (1, 0)
     tx = optax.sgd(0.1)
-    state = TrainState(
-        step=jnp.zeros((), jnp.int32),
-        params=params,
-        batch_stats=stats,
-        opt_state=tx.init(params),
-        rng=jax.random.key_data(jax.random.key(0)),
-    )
+    state = build.initial_state(base.get_config(), tx, params, stats)
     train_step = steps.make_train_step(split, tx, **norm, label_smoothing=0.0, mesh=mesh)
     text = train_step.lower(state, {"image": images, "label": labels}).compile().as_text()
     total, in_ynn = _convolutions(text)
