@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from models import variants
+from models import compat, variants
 from models import weights as weights_lib
 
 # What a model's weights are: everything else in its state (RNG streams) is rebuilt, not stored.
@@ -40,6 +40,10 @@ def register(name: str, builder: Callable[..., nnx.Module]) -> VariantInfo:
     fields = {f.name: getattr(row, f.name) for f in dataclasses.fields(variants.Variant)}
     _REGISTRY[name] = VariantInfo(**fields, builder=builder)
     return _REGISTRY[name]
+
+
+# Before anything here traces a random init (models/compat.py says why and what it saves).
+compat.unroll_threefry_on_cpu()
 
 
 def _load_families() -> None:
