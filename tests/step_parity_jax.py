@@ -76,7 +76,7 @@ def run(case: step_cases.Case, d: Path) -> dict[str, np.ndarray]:
         step=jnp.zeros((), jnp.int32),
         params=split.initial_params,
         batch_stats=split.initial_stats,
-        opt_state=tx.init(split.initial_params),
+        opt_state=jax.jit(tx.init)(split.initial_params),  # eager: a program per shape
         rng=jax.random.key_data(jax.random.key(0)),
     )
     state, metrics = train_step(state, batch)
