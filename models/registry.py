@@ -125,7 +125,8 @@ def _init_compiled(
         )
         return rest if weights is not None else (weight_state, rest)
 
-    compiled = jax.jit(init).lower(key).compile(compiler_options=_INIT_COMPILER_OPTIONS)
+    options = {**_INIT_COMPILER_OPTIONS, **compat.cpu_init_compiler_options()}
+    compiled = jax.jit(init).lower(key).compile(compiler_options=options)
     out = compiled(key)
     if weights is None:
         return nnx.merge(graphdefs[0], *out)
