@@ -118,14 +118,21 @@ def cpu_step_compiler_options() -> dict[str, Any]:
     with the library's defaults), nothing on GPU/TPU, and nothing where the user's XLA_FLAGS
     set them (compile options would override the user's choice)."""
     user_flags = os.environ.get("XLA_FLAGS", "")
-    if jax.default_backend() != "cpu" or any(k in user_flags for k in CPU_STEP_COMPILER_OPTIONS):
+    if any(k in user_flags for k in CPU_STEP_COMPILER_OPTIONS):
+        return {}
+    return _on_cpu_if_known(CPU_STEP_COMPILER_OPTIONS)
+
+
+def _on_cpu_if_known(options: dict[str, Any]) -> dict[str, Any]:
+    """`options` on the CPU backend if this XLA compiles with them; nothing otherwise."""
+    if jax.default_backend() != "cpu":
         return {}
     try:
-        probe = jax.jit(lambda x: x + 1, compiler_options=CPU_STEP_COMPILER_OPTIONS)
+        probe = jax.jit(lambda x: x + 1, compiler_options=options)
         probe.lower(np.float32(0)).compile()
     except jax.errors.JaxRuntimeError:
         return {}
-    return dict(CPU_STEP_COMPILER_OPTIONS)
+    return dict(options)
 
 
 # jax lowers the threefry2x32 hash (every jax.random draw) on CPU as a 5-iteration while loop,
@@ -162,11 +169,4 @@ CPU_INIT_COMPILER_OPTIONS = {"xla_cpu_opt_preset": "CPU_OPT_PRESET_FAST_COMPILE"
 def cpu_init_compiler_options() -> dict[str, Any]:
     """XLA:CPU's fast-compile preset for the jitted random init, where the backend is CPU and
     this XLA knows the option; nothing otherwise."""
-    if jax.default_backend() != "cpu":
-        return {}
-    try:
-        probe = jax.jit(lambda x: x + 1, compiler_options=CPU_INIT_COMPILER_OPTIONS)
-        probe.lower(np.float32(0)).compile()
-    except jax.errors.JaxRuntimeError:
-        return {}
-    return dict(CPU_INIT_COMPILER_OPTIONS)
+    return _on_cpu_if_known(CPU_INIT_COMPILER_OPTIONS)
