@@ -150,6 +150,15 @@ def _time(run: Callable[[], None], iters: int) -> float:
     return (time.perf_counter() - start) / iters
 
 
+def _progress(model: str, mode: str, framework: str, first_step_s: float) -> None:
+    """One stderr line per prepared runner: compiles take minutes on GPU and the timing waits."""
+    print(
+        f"compare_torch: {model} {mode} {framework} ready: compile or first step took {first_step_s:.1f} s",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def compare(model: str, mode: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     """Rows for our step and each reference flavour, timed in alternating rounds."""
     shape = {"batch": args.batch, "size": args.size, "dtype": args.dtype}
@@ -159,12 +168,14 @@ def compare(model: str, mode: str, args: argparse.Namespace) -> list[dict[str, A
     if args.torch_compile is not None:
         flavours = ["eager", "compile"] if args.torch_compile else ["eager"]
     compile_s = {"jax": runner.compile_s}
+    _progress(model, mode, "jax", compile_s["jax"])
     for flavour in flavours:
         run = torch_runner(model, mode, device=args.device, compiled=flavour == "compile", **shape)
         start = time.perf_counter()
         run()  # torch.compile compiles here; eager pays its one-off allocations
         compile_s[f"torch-{flavour}"] = time.perf_counter() - start
         runners[f"torch-{flavour}"] = run
+        _progress(model, mode, f"torch-{flavour}", compile_s[f"torch-{flavour}"])
     for run in runners.values():  # warm-up
         for _ in range(args.warmup):
             run()
@@ -258,17 +269,18 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     rows = []
     for model in [m for m in args.models.split(",") if m]:
         for mode in [m for m in args.modes.split(",") if m]:
-            for row in compare(model, mode, args):
+            new_rows = compare(model, mode, args)
+            rows += new_rows
+            # Written as each comparison ends, so a run stopped by a time limit keeps its rows.
+            if args.out:
+                with open(args.out, "a") as f:
+                    f.writelines(json.dumps(r) + "\n" for r in new_rows)
+            if args.table:
+                with open(args.table, "w") as f:
+                    f.write(markdown(rows, argv) + "\n")
+            for row in new_rows:
                 print(json.dumps(row), flush=True)
-                rows.append(row)
-    if args.out:
-        with open(args.out, "a") as f:
-            f.writelines(json.dumps(r) + "\n" for r in rows)
-    text = markdown(rows, argv)
-    print(text)
-    if args.table:
-        with open(args.table, "w") as f:
-            f.write(text + "\n")
+    print(markdown(rows, argv))
     return rows
 
 

@@ -7,6 +7,7 @@
 # Environment overrides (the CPU smoke test in tests/test_benchmark.py uses them):
 #   MODELS="hardnet85 hrnet_w48 hlg_tiny"  DEVICE=cuda  DTYPE=bfloat16  BATCH=128  SIZE=224
 #   MODES=train,eval  ITERS=5  ROUNDS=3  PYTHON=.venv/bin/python (else python)
+#   TORCH_COMPILE=false (leave out the torch.compile rows; default: on with DEVICE=cuda)
 # Budget: each model compiles our two steps and torch.compile's two; the defaults aim at under
 # 8 minutes on one H100/H200-class GPU (not yet measured on one).
 set -euo pipefail
@@ -33,5 +34,5 @@ rm -f "$OUT/compare.jsonl"
 start=$(date +%s)
 "$PYTHON" -m benchmarks.compare_torch --models "${MODELS// /,}" --modes "$MODES" \
   --device "$DEVICE" --dtype "$DTYPE" --batch "$BATCH" --size "$SIZE" --warmup 1 \
-  --iters "$ITERS" --rounds "$ROUNDS" --out "$OUT/compare.jsonl" --table "$OUT/gpu_table.md"
+  --iters "$ITERS" --rounds "$ROUNDS" ${TORCH_COMPILE:+--torch-compile "$TORCH_COMPILE"} --out "$OUT/compare.jsonl" --table "$OUT/gpu_table.md"
 echo "gpu_suite: $(( $(date +%s) - start )) s; table in $OUT/gpu_table.md"
