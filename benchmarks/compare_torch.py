@@ -12,17 +12,21 @@ nearest transformer with a maintained implementation). On CPU PyTorch runs eager
 runs channels-last, with autocast for bfloat16, both eager and torch.compile'd (two rows).
 Timing alternates between the frameworks round by round, so a machine whose load changes
 during the run slows both alike; `vs_torch` is the ratio of median step times (> 1: we are faster).
+On a GPU, benchmarks/gpu_suite.sh runs one process per (model, framework) instead, compiling
+at the same time and timing one after another (--frameworks, --sync-dir, then --merge).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import os
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 # HLG variant -> the PVT-v2 of similar MACs (timm names).
@@ -131,6 +135,43 @@ def jax_runner(model_name: str, mode: str, *, batch: int, size: int, dtype: str)
     return run, runner
 
 
+# Several processes on one GPU (benchmarks/gpu_suite.sh): compiling dominates a GPU comparison
+# (XLA's train step with its convolution autotuning and torch.compile's Inductor take one to
+# several minutes each, mostly on the host's CPU cores) while the timed steps take seconds. So the
+# suite starts one process per (model, framework); each, once prepared, waits at a barrier for
+# the others (or a deadline) and then times its steps holding a file lock: no timed step shares
+# the GPU with another process's compile or steps. (Here, not in a module of its own, so that this
+# file also runs as `python benchmarks/compare_torch.py`.)
+
+
+def arrive(sync_dir: str) -> None:
+    """Marks this process as past its preparation (ready to time, or failed: either way the
+    others need not wait for it)."""
+    os.makedirs(sync_dir, exist_ok=True)
+    with open(os.path.join(sync_dir, f"arrived.{os.getpid()}"), "w"):
+        pass
+
+
+def _arrived(sync_dir: str) -> int:
+    return sum(name.startswith("arrived.") for name in os.listdir(sync_dir))
+
+
+@contextlib.contextmanager
+def timing_turn(sync_dir: str, expect: int, wait_s: float) -> Iterator[None]:
+    """Waits until `expect` processes have arrived (or `wait_s` has passed), then holds the
+    lock shared by all of them for the body."""
+    arrive(sync_dir)
+    deadline = time.monotonic() + wait_s
+    while _arrived(sync_dir) < expect and time.monotonic() < deadline:
+        time.sleep(0.2)
+    with open(os.path.join(sync_dir, "timing.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def limit_threads(n: int) -> None:
     """Both frameworks on `n` threads (XLA:CPU reads its flags when jax starts, so this must run
     before the first jax computation)."""
@@ -159,41 +200,56 @@ def _progress(model: str, mode: str, framework: str, first_step_s: float) -> Non
     )
 
 
+FRAMEWORKS = ("jax", "torch-eager", "torch-compile")
+
+
+def frameworks(args: argparse.Namespace) -> list[str]:
+    """The rows to measure: --frameworks, else ours and PyTorch eager, plus torch.compile on
+    CUDA (or as --torch-compile says)."""
+    if args.frameworks:
+        return [f for f in FRAMEWORKS if f in args.frameworks.split(",")]
+    compiled = args.device == "cuda" if args.torch_compile is None else args.torch_compile
+    return ["jax", "torch-eager"] + (["torch-compile"] if compiled else [])
+
+
 def compare(model: str, mode: str, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Rows for our step and each reference flavour, timed in alternating rounds."""
+    """Rows for our step and each reference flavour asked for, timed in alternating rounds
+    (with --sync-dir: after the other processes of the suite have compiled, one at a time)."""
     shape = {"batch": args.batch, "size": args.size, "dtype": args.dtype}
-    ours, runner = jax_runner(model, mode, **shape)
-    runners: dict[str, Callable[[], None]] = {"jax": ours}
-    flavours = ["eager", "compile"] if args.device == "cuda" else ["eager"]
-    if args.torch_compile is not None:
-        flavours = ["eager", "compile"] if args.torch_compile else ["eager"]
-    compile_s = {"jax": runner.compile_s}
-    _progress(model, mode, "jax", compile_s["jax"])
-    for flavour in flavours:
-        run = torch_runner(model, mode, device=args.device, compiled=flavour == "compile", **shape)
-        start = time.perf_counter()
-        run()  # torch.compile compiles here; eager pays its one-off allocations
-        compile_s[f"torch-{flavour}"] = time.perf_counter() - start
-        runners[f"torch-{flavour}"] = run
-        _progress(model, mode, f"torch-{flavour}", compile_s[f"torch-{flavour}"])
-    for run in runners.values():  # warm-up
-        for _ in range(args.warmup):
-            run()
-    times: dict[str, list[float]] = {k: [] for k in runners}
-    for _ in range(args.rounds):
-        for key, run in runners.items():
-            times[key].append(_time(run, args.iters))
-    median = {k: statistics.median(v) for k, v in times.items()}
-    import jax
-
-    from train_lib import benchmark
-
-    flops = benchmark.compiled_flops(runner.compiled)  # per device, per step
-    flops_per_image = flops * jax.device_count() / args.batch if flops else None
-    peak = benchmark.peak_tflops(jax.devices()[0].device_kind, args.dtype, args.peak_tflops)
-    same_model = reference_name(model)[1] == model
+    runners: dict[str, Callable[[], None]] = {}
+    compile_s: dict[str, float] = {}
+    jax_row: dict[str, Any] = {}
+    for key in frameworks(args):
+        if key == "jax":
+            runners[key], runner = jax_runner(model, mode, **shape)
+            compile_s[key] = runner.compile_s
+            jax_row = _jax_fields(runner, args)
+        else:
+            run = torch_runner(
+                model, mode, device=args.device, compiled=key == "torch-compile", **shape
+            )
+            start = time.perf_counter()
+            run()  # torch.compile compiles here; eager pays its one-off allocations
+            compile_s[key] = time.perf_counter() - start
+            runners[key] = run
+            _release_torch_cache(args.device)
+        _progress(model, mode, key, compile_s[key])
+    turn = (
+        timing_turn(args.sync_dir, args.expect, args.wait_s)
+        if args.sync_dir
+        else contextlib.nullcontext()
+    )
+    with turn:
+        for run in runners.values():  # warm-up
+            for _ in range(args.warmup):
+                run()
+        times: dict[str, list[float]] = {k: [] for k in runners}
+        for _ in range(args.rounds):
+            for key, run in runners.items():
+                times[key].append(_time(run, args.iters))
     rows = []
-    for key in runners:
+    for key, key_times in times.items():
+        median = statistics.median(key_times)
         row = {
             "model": model,
             "reference": reference_name(model)[1] if key != "jax" else model,
@@ -204,22 +260,81 @@ def compare(model: str, mode: str, args: argparse.Namespace) -> list[dict[str, A
             "dtype": args.dtype,
             "device": args.device,
             "compile_s": round(compile_s[key], 2),
-            "step_ms": round(median[key] * 1e3, 2),
-            "img_per_s": round(args.batch / median[key], 2),
-            "rounds_ms": [round(t * 1e3, 1) for t in times[key]],
+            "step_ms": round(median * 1e3, 2),
+            "img_per_s": round(args.batch / median, 2),
+            "rounds_ms": [round(t * 1e3, 1) for t in key_times],
         }
-        # MFU of the reference uses our count of the model's FLOPs (the same network); the
-        # PVT stand-ins for HLG get none.
-        if flops and peak and (key == "jax" or same_model):
-            row["mfu"] = round(flops / median[key] / (peak * 1e12), 4)
         if key == "jax":
-            row["flops_per_image"] = flops_per_image
-            row["peak_mem_bytes"] = benchmark.peak_device_memory()
-            for other in runners:
-                if other != "jax":
-                    row[f"vs_{other}"] = round(median[other] / median["jax"], 3)
+            from train_lib import benchmark
+
+            row.update(jax_row, peak_mem_bytes=benchmark.peak_device_memory())
         rows.append(row)
+    return add_ratios(rows)
+
+
+def _jax_fields(runner: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """FLOPs per image from XLA's cost analysis and the device's peak, for MFU."""
+    import jax
+
+    from train_lib import benchmark
+
+    flops = benchmark.compiled_flops(runner.compiled)  # per device, per step
+    peak = benchmark.peak_tflops(jax.devices()[0].device_kind, args.dtype, args.peak_tflops)
+    return {
+        "flops_per_image": flops * jax.device_count() / args.batch if flops else None,
+        "peak_tflops_per_device": peak,
+        "devices": jax.device_count(),
+    }
+
+
+def _release_torch_cache(device: str) -> None:
+    """Hands PyTorch's cached blocks back, so that a process waiting for its timing turn holds
+    only its weights and optimizer state while the others compile."""
+    if device == "cuda":
+        import torch
+
+        torch.cuda.empty_cache()
+
+
+def add_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Our row of each (model, mode, shape) gets `vs_<framework>` (reference step time / ours;
+    > 1: we are faster); every row gets MFU from our FLOPs count, except the PVT stand-ins for
+    HLG (another network). Rows may come from different processes (benchmarks/gpu_suite.sh)."""
+
+    def group(row: dict[str, Any]) -> tuple:
+        return tuple(row[k] for k in ("model", "mode", "batch", "image_size", "dtype"))
+
+    ours = {group(r): r for r in rows if r["framework"] == "jax"}
+    for row in rows:
+        jax_row = ours.get(group(row))
+        if jax_row is None:
+            continue
+        flops, peak = jax_row.get("flops_per_image"), jax_row.get("peak_tflops_per_device")
+        if flops and peak and row["reference"] == row["model"]:
+            per_device = row["img_per_s"] / jax_row.get("devices", 1)
+            row["mfu"] = round(flops * per_device / (peak * 1e12), 4)
+        if row is not jax_row:
+            jax_row[f"vs_{row['framework']}"] = round(row["step_ms"] / jax_row["step_ms"], 3)
     return rows
+
+
+def merge(paths: list[str], models: list[str]) -> list[dict[str, Any]]:
+    """The rows of several processes' JSON-lines files, in table order, ratios recomputed."""
+    rows = [json.loads(line) for path in paths for line in open(path) if line.strip()]
+    for row in rows:
+        for key in [k for k in row if k.startswith("vs_") or k == "mfu"]:
+            del row[key]
+    order = {m: i for i, m in enumerate(models)}
+    modes = {"train": 0, "eval": 1}
+    rows.sort(
+        key=lambda r: (
+            order.get(r["model"], len(order)),
+            r["model"],
+            modes.get(r["mode"], 2),
+            FRAMEWORKS.index(r["framework"]),
+        )
+    )
+    return add_ratios(rows)
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
@@ -240,6 +355,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         help="add a torch.compile row (default: on CUDA only)",
     )
     parser.add_argument(
+        "--frameworks",
+        default="",
+        help=f"comma-separated subset of {','.join(FRAMEWORKS)} (overrides --torch-compile)",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=0,
@@ -252,13 +372,40 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         default=None,
         help="device peak for --dtype (default: train_lib.benchmark's table)",
     )
+    parser.add_argument(
+        "--sync-dir",
+        default="",
+        help="with other processes given the same folder: time only after --expect of them have "
+        "compiled (or --wait-s passed), one process at a time (benchmarks/gpu_suite.sh)",
+    )
+    parser.add_argument("--expect", type=int, default=1)
+    parser.add_argument("--wait-s", type=float, default=600.0)
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        metavar="JSONL",
+        help="measure nothing: merge these processes' JSON lines into --out and --table",
+    )
     parser.add_argument("--out", default="", help="also append the JSON lines to this file")
     parser.add_argument(
         "--table",
         default="",
         help="write a Markdown table (with machine, versions and this command) to this file",
     )
+    parser.add_argument(
+        "--command", default="", help="the command the table names (default: this one)"
+    )
     args = parser.parse_args(argv)
+    if unknown := set(filter(None, args.frameworks.split(","))) - set(FRAMEWORKS):
+        parser.error(f"--frameworks: unknown {sorted(unknown)}; choose from {FRAMEWORKS}")
+    command = args.command or " ".join(
+        ["python -m benchmarks.compare_torch", *(argv if argv is not None else sys.argv[1:])]
+    )
+    if args.merge is not None:
+        rows = merge(args.merge, [m for m in args.models.split(",") if m])
+        _write(rows, rows, args, command, mode="w")
+        return rows
     if args.threads:
         limit_threads(args.threads)
     import jax
@@ -266,22 +413,38 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     platform = jax.devices()[0].platform
     if (args.device == "cuda") != (platform == "gpu"):
         parser.error(f"--device={args.device} but jax runs on {platform}")
-    rows = []
-    for model in [m for m in args.models.split(",") if m]:
-        for mode in [m for m in args.modes.split(",") if m]:
-            new_rows = compare(model, mode, args)
-            rows += new_rows
-            # Written as each comparison ends, so a run stopped by a time limit keeps its rows.
-            if args.out:
-                with open(args.out, "a") as f:
-                    f.writelines(json.dumps(r) + "\n" for r in new_rows)
-            if args.table:
-                with open(args.table, "w") as f:
-                    f.write(markdown(rows, argv) + "\n")
-            for row in new_rows:
-                print(json.dumps(row), flush=True)
-    print(markdown(rows, argv))
+    rows: list[dict[str, Any]] = []
+    try:
+        for model in [m for m in args.models.split(",") if m]:
+            for mode in [m for m in args.modes.split(",") if m]:
+                new_rows = compare(model, mode, args)
+                rows += new_rows
+                # Written as each comparison ends: a run stopped by a time limit keeps its rows.
+                _write(rows, new_rows, args, command, mode="a")
+    finally:
+        if args.sync_dir:  # failed or done: nobody waits for this process
+            arrive(args.sync_dir)
     return rows
+
+
+def _write(
+    rows: list[dict[str, Any]],
+    new_rows: list[dict[str, Any]],
+    args: argparse.Namespace,
+    command: str,
+    mode: str,
+) -> None:
+    for row in new_rows:
+        print(json.dumps(row), flush=True)
+    if args.out:
+        with open(args.out, mode) as f:
+            f.writelines(json.dumps(r) + "\n" for r in new_rows)
+    text = markdown(rows, command)
+    if args.table:
+        with open(args.table, "w") as f:
+            f.write(text + "\n")
+    if mode == "w" or not args.sync_dir:
+        print(text)
 
 
 COLUMNS = (
@@ -317,12 +480,9 @@ def machine() -> str:
     )
 
 
-def markdown(rows: list[dict[str, Any]], argv: list[str] | None = None) -> str:
+def markdown(rows: list[dict[str, Any]], command: str) -> str:
     from train_lib.benchmark import table
 
-    command = " ".join(
-        ["python -m benchmarks.compare_torch", *(argv if argv is not None else sys.argv[1:])]
-    )
     return f"Machine: {machine()}\n\nCommand: `{command}`\n\n{table(rows, COLUMNS)}"
 
 

@@ -218,6 +218,14 @@ def test_gpu_suite_runs_on_cpu_at_tiny_sizes(tmp_path):
         timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # One process per (mode, framework), each with its own rows and log.
+    parts = sorted(os.listdir(tmp_path / "parts"))
+    assert parts == [
+        f"{mode}-hardnet39ds-{framework}.jsonl"
+        for mode in ("eval", "train")
+        for framework in ("jax", "torch-eager")
+    ]
+    assert len(os.listdir(tmp_path / "logs")) == 4
     rows = [json.loads(line) for line in open(tmp_path / "compare.jsonl")]
     assert [(r["framework"], r["mode"]) for r in rows] == [
         ("jax", "train"),
@@ -236,7 +244,7 @@ def test_gpu_suite_runs_on_cpu_at_tiny_sizes(tmp_path):
     table = (tmp_path / "gpu_table.md").read_text()
     assert table.startswith("Machine: 1 x cpu") and "jax 0." in table and "torch 2." in table
     assert (
-        "--models hardnet39ds" in table
+        'MODELS="hardnet39ds"' in table
         and "| hardnet39ds | hardnet39ds | torch-eager | eval |" in table
     )
 
@@ -247,6 +255,86 @@ def test_compare_torch_references():
     assert compare_torch.reference_name("hardnet85") == ("pytorchcv", "hardnet85")
     assert compare_torch.reference_name("hrnet_w48") == ("timm", "hrnet_w48")
     assert compare_torch.reference_name("hlg_tiny") == ("timm", "pvt_v2_b1")
+
+
+def test_compare_torch_in_one_process_alternates_and_writes_its_table(tmp_path, capsys):
+    """The CPU way (no --sync-dir): both frameworks in one process, rounds alternating."""
+    from benchmarks import compare_torch
+
+    argv = ["--models", "hardnet39ds", "--modes", "eval", "--batch", "2", "--size", "32"]
+    argv += ["--iters", "1", "--rounds", "2", "--out", str(tmp_path / "c.jsonl")]
+    rows = compare_torch.main([*argv, "--table", str(tmp_path / "t.md")])
+    assert [r["framework"] for r in rows] == ["jax", "torch-eager"]
+    assert [json.loads(line) for line in open(tmp_path / "c.jsonl")] == rows
+    assert rows[0]["vs_torch-eager"] == pytest.approx(
+        rows[1]["step_ms"] / rows[0]["step_ms"], rel=0.01, abs=0.001
+    )
+    assert "--models hardnet39ds" in (tmp_path / "t.md").read_text()
+    assert "| hardnet39ds | hardnet39ds | torch-eager | eval |" in capsys.readouterr().out
+
+
+def test_merged_rows_get_ratios_and_mfu_across_processes(tmp_path):
+    """What gpu_suite.sh's processes write, merged: table order, vs_<framework> on our row, MFU
+    from our FLOPs count for the same network, none for a stand-in reference."""
+    from benchmarks import compare_torch
+
+    def row(model, reference, framework, mode, step_ms, **extra):
+        return {
+            "model": model,
+            "reference": reference,
+            "framework": framework,
+            "mode": mode,
+            "batch": 8,
+            "image_size": 224,
+            "dtype": "bfloat16",
+            "step_ms": step_ms,
+            "img_per_s": 8e3 / step_ms,
+            **extra,
+        }
+
+    ours = {"flops_per_image": 1e9, "peak_tflops_per_device": 100.0, "devices": 1}
+    files = {
+        "a": [row("hrnet_w48", "hrnet_w48", "torch-compile", "train", 40.0)],
+        "b": [row("hlg_tiny", "hlg_tiny", "jax", "eval", 10.0, **ours)],
+        "c": [row("hrnet_w48", "hrnet_w48", "jax", "train", 20.0, **ours, mfu=0.5)],
+        "d": [row("hlg_tiny", "pvt_v2_b1", "torch-eager", "eval", 30.0)],
+        "e": [row("hrnet_w48", "hrnet_w48", "torch-eager", "train", 50.0)],
+    }
+    paths = []
+    for name, rows in files.items():
+        paths.append(str(tmp_path / f"{name}.jsonl"))
+        with open(paths[-1], "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+    merged = compare_torch.merge(paths, ["hrnet_w48", "hlg_tiny"])
+    assert [(r["model"], r["framework"]) for r in merged] == [
+        ("hrnet_w48", "jax"),
+        ("hrnet_w48", "torch-eager"),
+        ("hrnet_w48", "torch-compile"),
+        ("hlg_tiny", "jax"),
+        ("hlg_tiny", "torch-eager"),
+    ]
+    w48, eager, compiled, hlg, pvt = merged
+    assert w48["vs_torch-eager"] == 2.5 and w48["vs_torch-compile"] == 2.0
+    # 400 img/s x 1 GFLOP / 100 TFLOP/s; the stale mfu of the file is recomputed.
+    assert w48["mfu"] == pytest.approx(0.004) and compiled["mfu"] == pytest.approx(0.002)
+    assert eager["mfu"] == pytest.approx(0.0016)
+    assert hlg["vs_torch-eager"] == 3.0 and "mfu" not in pvt
+
+
+def test_timing_turn_waits_for_the_others_or_its_deadline(tmp_path):
+    """A prepared process waits until every expected process has arrived, at most wait_s."""
+    import time
+
+    from benchmarks import compare_torch
+
+    sync = str(tmp_path / "sync")
+    start = time.monotonic()
+    with compare_torch.timing_turn(sync, expect=2, wait_s=0.5):
+        waited = time.monotonic() - start
+    assert 0.5 <= waited < 5
+    start = time.monotonic()  # everyone expected has arrived: no wait
+    with compare_torch.timing_turn(sync, expect=1, wait_s=30):
+        assert time.monotonic() - start < 5
 
 
 def test_input_pipeline_benchmark_on_a_made_folder(tmp_path):
