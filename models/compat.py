@@ -149,15 +149,17 @@ def _on_cpu_if_known(options: dict[str, Any]) -> dict[str, Any]:
 def unroll_threefry_on_cpu() -> bool:
     """Lowers jax.random's hash unrolled on CPU; False where this jax lacks the generic rule
     (then jax's own CPU lowering stays: same values, slower compiles)."""
-    try:
+    from jax.extend.random import threefry2x32_p
+    from jax.interpreters import mlir
+
+    try:  # only the rule is private
         from jax._src.random import threefry2x32 as threefry
-        from jax.interpreters import mlir
     except ImportError:
         return False
     rule = getattr(threefry, "_threefry2x32_lowering_rule", None)
     if rule is None:
         return False
-    mlir.register_lowering(threefry.threefry2x32_p, rule, platform="cpu", inline=False)
+    mlir.register_lowering(threefry2x32_p, rule, platform="cpu", inline=False)
     return True
 
 
