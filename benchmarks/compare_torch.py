@@ -157,9 +157,10 @@ def _arrived(sync_dir: str) -> int:
 
 
 @contextlib.contextmanager
-def timing_turn(sync_dir: str, expect: int, wait_s: float) -> Iterator[None]:
+def timing_turn(sync_dir: str, expect: int, wait_s: float) -> Iterator[bool]:
     """Waits until `expect` processes have arrived (or `wait_s` has passed), then holds the
-    lock shared by all of them for the body."""
+    lock shared by all of them for the body; yields whether every one had arrived by then
+    (False: some process may still have been compiling while this one timed)."""
     arrive(sync_dir)
     deadline = time.monotonic() + wait_s
     while _arrived(sync_dir) < expect and time.monotonic() < deadline:
@@ -167,7 +168,7 @@ def timing_turn(sync_dir: str, expect: int, wait_s: float) -> Iterator[None]:
     with open(os.path.join(sync_dir, "timing.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            yield
+            yield _arrived(sync_dir) >= expect
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
@@ -237,9 +238,9 @@ def compare(model: str, mode: str, args: argparse.Namespace) -> list[dict[str, A
     turn = (
         timing_turn(args.sync_dir, args.expect, args.wait_s)
         if args.sync_dir
-        else contextlib.nullcontext()
+        else contextlib.nullcontext(None)
     )
-    with turn:
+    with turn as timed_alone:
         for run in runners.values():  # warm-up
             for _ in range(args.warmup):
                 run()
@@ -264,6 +265,8 @@ def compare(model: str, mode: str, args: argparse.Namespace) -> list[dict[str, A
             "img_per_s": round(args.batch / median, 2),
             "rounds_ms": [round(t * 1e3, 1) for t in key_times],
         }
+        if timed_alone is not None:  # --sync-dir: had every other process compiled?
+            row["timed_after_all_compiled"] = timed_alone
         if key == "jax":
             from train_lib import benchmark
 

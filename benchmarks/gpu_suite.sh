@@ -15,7 +15,8 @@
 # of the same steps took over 70 and 145 s, so one model after another cannot fit the 8-minute
 # target. The processes compile at the same time on the host's cores; then, once all are ready
 # (or WAIT_S has passed), they time their steps one at a time (benchmarks/compare_torch.py
-# --sync-dir), so no timed step shares the GPU. A process that fails or passes WAVE_S loses only
+# --sync-dir), so no timed step shares the GPU (each row says timed_after_all_compiled: false
+# when WAIT_S ran out first). A process that fails or passes WAVE_S loses only
 # its own row; the script then exits 1 after writing the table of the others.
 set -uo pipefail
 cd "$(dirname "$0")/.."

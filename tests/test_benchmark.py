@@ -235,6 +235,7 @@ def test_gpu_suite_runs_on_cpu_at_tiny_sizes(tmp_path):
     ]
     for row in rows:
         assert row["step_ms"] > 0 and len(row["rounds_ms"]) == 2
+        assert row["timed_after_all_compiled"]
         assert row["img_per_s"] == pytest.approx(2e3 / row["step_ms"], rel=0.01, abs=0.01)
     jax_train = rows[0]
     assert jax_train["vs_torch-eager"] == pytest.approx(
@@ -329,12 +330,12 @@ def test_timing_turn_waits_for_the_others_or_its_deadline(tmp_path):
 
     sync = str(tmp_path / "sync")
     start = time.monotonic()
-    with compare_torch.timing_turn(sync, expect=2, wait_s=0.5):
+    with compare_torch.timing_turn(sync, expect=2, wait_s=0.5) as all_arrived:
         waited = time.monotonic() - start
-    assert 0.5 <= waited < 5
+    assert 0.5 <= waited < 5 and not all_arrived
     start = time.monotonic()  # everyone expected has arrived: no wait
-    with compare_torch.timing_turn(sync, expect=1, wait_s=30):
-        assert time.monotonic() - start < 5
+    with compare_torch.timing_turn(sync, expect=1, wait_s=30) as all_arrived:
+        assert time.monotonic() - start < 5 and all_arrived
 
 
 def test_input_pipeline_benchmark_on_a_made_folder(tmp_path):
