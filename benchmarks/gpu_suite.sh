@@ -11,7 +11,7 @@
 #   WAIT_S=360 (how long a prepared process waits for the others)  WAVE_S=480 (a mode's limit)
 #
 # Why one process per (model, framework), all of a mode at once: on one H200 our train step
-# compiled in 79-131 s (HRNet-W48, HarDNet-85; XLA autotunes every convolution) and torch.compile
+# compiled in 79-131 s (HRNet-W48, HarDNet-85; cause not yet profiled) and torch.compile
 # of the same steps took over 70 and 145 s, so one model after another cannot fit the 8-minute
 # target. The processes compile at the same time on the host's cores; then, once all are ready
 # (or WAIT_S has passed), they time their steps one at a time (benchmarks/compare_torch.py
