@@ -820,39 +820,109 @@ def _tree(path) -> dict:
     }
 
 
-@BAD_FILES_GROUP
-@pytest.mark.slow
-@pytest.mark.parametrize("case", sorted(BAD_INPUTS) + sorted(BAD_CONVERTS))
-def test_user_mistake_is_one_error_line_exit_2_workdir_untouched(bad_files, tmp_path, case):
-    module, (args, named) = (
-        ("ascend_port", BAD_INPUTS[case])
-        if case in BAD_INPUTS
-        else ("ascend_port.convert", BAD_CONVERTS[case])
-    )
-    fresh = tmp_path / "w"
-    args = [a.format(d=bad_files, w=fresh) for a in args]
-    if module == "ascend_port":
-        args = [*_BASE, *args]
-        workdir = args[args.index("--workdir") + 1]
-    else:
-        fresh.mkdir()
-        workdir = str(fresh)
-    before = _tree(workdir)
+def run_cli_batch(python: str, runs: dict, preload: list[str], directory) -> dict:
+    """Command-line runs {name: {"module" or "path", "argv"}}, each in a forked child of ONE
+    interpreter that imported `preload` first (tests/ascend_side/cli_batch.py): exit status,
+    stdout and stderr per run, as a fresh `python -m ...` gives them, without paying the
+    interpreter start and the framework import per run."""
+    spec, out = directory / "cli_runs.json", directory / "cli_results.json"
+    spec.write_text(json.dumps({"preload": preload, "runs": runs}))
     env = dict(os.environ, PYTHONPATH=REPO, PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION="upb")
     proc = subprocess.run(
-        [ascend_python(), "-m", module, *args],
+        [python, os.path.join(REPO, "tests", "ascend_side", "cli_batch.py"), str(spec), str(out)],
         cwd=REPO,
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=900,
     )
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
-    assert proc.returncode == 2, proc.stderr[-3000:]
-    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    assert len(errors) == 1 and named in errors[0], proc.stderr[-3000:]
-    assert _tree(workdir) == before
-    if module == "ascend_port" and workdir == str(fresh):
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def run_cli(argv: list[str]) -> dict:
+    """One true subprocess, {"returncode", "stdout", "stderr"} as run_cli_batch reports them."""
+    env = dict(os.environ, PYTHONPATH=REPO, PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION="upb")
+    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    return {"returncode": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr}
+
+
+# What the MindSpore CLIs import on their way to an error, imported once before the forks.
+ASCEND_PRELOAD = [
+    "mindspore",
+    "ascend_port.cli",
+    "ascend_port.checks",
+    "ascend_port.runtime",
+    "ascend_port.train",
+    "ascend_port.eval",
+    "ascend_port.export",
+    "ascend_port.weights",
+]
+JAX_PRELOAD = ["jax", "train_lib.runtime", "train_lib.train", "train_lib.errors"]
+# One case per entry point runs in a fresh interpreter (the true process boundary: interpreter
+# start, imports, exit status); the others run in forked children of one (run_cli_batch).
+TRUE_SUBPROCESS = ("truncated_ckpt", "convert_foreign")
+
+
+def _mistake(case: str, d, fresh) -> tuple[str, list[str], str]:
+    """(module, arguments, workdir) of a BAD_INPUTS / BAD_CONVERTS case; `fresh` is created
+    for a convert case (its output folder), never for an ascend_port one."""
+    module, (args, _) = (
+        ("ascend_port", BAD_INPUTS[case])
+        if case in BAD_INPUTS
+        else ("ascend_port.convert", BAD_CONVERTS[case])
+    )
+    args = [a.format(d=d, w=fresh) for a in args]
+    if module == "ascend_port":
+        args = [*_BASE, *args]
+        return module, args, args[args.index("--workdir") + 1]
+    fresh.mkdir(parents=True)
+    return module, args, str(fresh)
+
+
+@pytest.fixture(scope="module")
+def mistake_runs(bad_files, tmp_path_factory) -> dict:
+    """Every BAD_INPUTS / BAD_CONVERTS case but TRUE_SUBPROCESS's, each in a forked child of one
+    MindSpore interpreter: {case: (result, workdir, its tree before, after, the fresh dir)}."""
+    root = tmp_path_factory.mktemp("mistakes")
+    runs, cases = {}, {}
+    for case in sorted(BAD_INPUTS) + sorted(BAD_CONVERTS):
+        if case in TRUE_SUBPROCESS:
+            continue
+        (root / case).mkdir()
+        module, args, workdir = _mistake(case, bad_files, root / case / "w")
+        runs[case] = {"module": module, "argv": args}
+        cases[case] = (workdir, _tree(workdir), root / case / "w")
+    results = run_cli_batch(ascend_python(), runs, ASCEND_PRELOAD, root)
+    return {c: (results[c], w, before, _tree(w), fresh) for c, (w, before, fresh) in cases.items()}
+
+
+def _assert_one_error_line(result: dict, *needles: str) -> None:
+    errors = [line for line in result["stderr"].splitlines() if line.startswith("error: ")]
+    assert result["returncode"] == 2, result["stderr"][-3000:]
+    assert "Traceback" not in result["stderr"], result["stderr"][-3000:]
+    assert len(errors) == 1, result["stderr"][-3000:]
+    assert all(needle in errors[0] for needle in needles), errors[0]
+
+
+@BAD_FILES_GROUP
+@pytest.mark.slow
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS) + sorted(BAD_CONVERTS))
+def test_user_mistake_is_one_error_line_exit_2_workdir_untouched(
+    bad_files, mistake_runs, tmp_path, case
+):
+    if case in TRUE_SUBPROCESS:
+        fresh = tmp_path / "w"
+        module, args, workdir = _mistake(case, bad_files, fresh)
+        before = _tree(workdir)
+        result = run_cli([ascend_python(), "-m", module, *args])
+        after = _tree(workdir)
+    else:
+        result, workdir, before, after, fresh = mistake_runs[case]
+    named = (BAD_INPUTS.get(case) or BAD_CONVERTS[case])[1]
+    _assert_one_error_line(result, named)
+    assert after == before
+    if case in BAD_INPUTS and workdir == str(fresh):
         assert not fresh.exists()  # nothing created either
 
 
@@ -872,23 +942,52 @@ SHARED_MISTAKES = {
 }
 
 
-@pytest.mark.parametrize("override", sorted(SHARED_MISTAKES))
-def test_both_sides_refuse_the_same_config_with_the_same_line(tmp_path, override):
-    """Exit 2, one `error:` line naming the mistake, no traceback, no workdir; the same line."""
-    env = dict(os.environ, PYTHONPATH=REPO, PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION="upb")
-    lines = {}
-    for side, argv in (
-        ("jax", [sys.executable, "main.py"]),
-        ("mindspore", [ascend_python(), "-m", "ascend_port"]),
+# Runs as a fresh interpreter on both sides; the others in forked children (run_cli_batch).
+SHARED_TRUE_SUBPROCESS = "--config.train.batch_size=0"
+_SIDES = {"jax": ["main.py"], "mindspore": ["-m", "ascend_port"]}
+
+
+def _shared_args(side: str, workdir, override: str) -> list[str]:
+    return ["--config", "configs/demo.py", "--workdir", str(workdir / side), override]
+
+
+@pytest.fixture(scope="module")
+def shared_mistake_runs(tmp_path_factory) -> tuple:
+    """SHARED_MISTAKES but SHARED_TRUE_SUBPROCESS on both sides, one interpreter per side:
+    ({side: {override: result}}, {override: its workdir root})."""
+    root = tmp_path_factory.mktemp("shared_mistakes")
+    overrides = [o for o in sorted(SHARED_MISTAKES) if o != SHARED_TRUE_SUBPROCESS]
+    workdirs = {o: root / f"case{i}" for i, o in enumerate(overrides)}
+    for workdir in workdirs.values():
+        workdir.mkdir()
+    results = {}
+    for side, python, preload, entry in (
+        ("jax", sys.executable, JAX_PRELOAD, {"path": "main.py"}),
+        ("mindspore", ascend_python(), ASCEND_PRELOAD, {"module": "ascend_port"}),
     ):
-        args = ["--config", "configs/demo.py", "--workdir", str(tmp_path / side), override]
-        proc = subprocess.run(
-            [*argv, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
-        )
-        errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
-        assert proc.returncode == 2 and len(errors) == 1, (side, proc.stderr[-2000:])
-        assert "Traceback" not in proc.stderr, (side, proc.stderr[-2000:])
-        assert all(needle in errors[0] for needle in SHARED_MISTAKES[override]), errors[0]
-        lines[side] = errors[0].replace(str(tmp_path / side), "W")
-        assert not (tmp_path / side).exists()
+        runs = {o: {**entry, "argv": _shared_args(side, workdirs[o], o)} for o in overrides}
+        (root / side).mkdir()
+        results[side] = run_cli_batch(python, runs, preload, root / side)
+    return results, workdirs
+
+
+@pytest.mark.xdist_group("ascend_shared_mistakes")
+@pytest.mark.parametrize("override", sorted(SHARED_MISTAKES))
+def test_both_sides_refuse_the_same_config_with_the_same_line(
+    shared_mistake_runs, tmp_path, override
+):
+    """Exit 2, one `error:` line naming the mistake, no traceback, no workdir; the same line."""
+    lines = {}
+    for side in ("jax", "mindspore"):
+        if override == SHARED_TRUE_SUBPROCESS:
+            python = sys.executable if side == "jax" else ascend_python()
+            workdir = tmp_path
+            result = run_cli([python, *_SIDES[side], *_shared_args(side, workdir, override)])
+        else:
+            result = shared_mistake_runs[0][side][override]
+            workdir = shared_mistake_runs[1][override]
+        _assert_one_error_line(result, *SHARED_MISTAKES[override])
+        errors = [line for line in result["stderr"].splitlines() if line.startswith("error: ")]
+        lines[side] = errors[0].replace(str(workdir / side), "W")
+        assert not (workdir / side).exists()
     assert lines["jax"] == lines["mindspore"], lines
