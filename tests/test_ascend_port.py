@@ -44,21 +44,21 @@ PARITY_INPUTS = {
     "hlg_zoo": (1, (224,)),
 }
 # The input size of a width/depth-only variant (tests/variants.py): its representative runs the
-# full checks above; the variant's own numbers (widths, depths, heads, downsampling) still meet
-# one forward pass (but NO_FORWARD's), at a small odd size where the family allows it.
-SMALL_INPUT = {"hardnet": 33, "hlg": 224}
-# These skip the forward (names, shapes and values still round-trip exactly). HLG takes 224 px
-# only, where a PyNative forward costs ~15-25 CPU-s per variant: all HLGs have 32-wide heads;
-# hlg_tiny's numbers run in hlg_tiny_dwconv, hlg_small's head counts run; medium and large are
-# small and tiny with 14 stage-3 blocks. An HRNet variant is hrnet_w18_small's code with the
-# numbers of its row in models/hrnet_arch.CONFIGS, a table both sides build from, and every one
-# of those numbers (widths, stage-1 blocks and planes, module and block counts) is in the shapes
-# or names that round-trip; their forwards (~10 CPU-s each on this side, 33 px) checked nothing
-# more. Their logits are checked against timm in tests/test_parity_hrnet.py.
+# full checks above; the variant's own numbers (widths, depths, downsampling) still meet one
+# forward pass (but NO_FORWARD's), at a small odd size.
+SMALL_INPUT = {"hardnet": 33}
+# These skip the forward (names, shapes and values still round-trip exactly). A variant here is
+# its representative's code with the numbers of its row in a table both sides build from
+# (models/hlg_arch.CONFIGS, models/hrnet_arch.CONFIGS), and every one of those numbers is in the
+# shapes or names that round-trip: HLG widths and depths, and its head counts (each block's
+# position-bias MLP ends in one output per head); HRNet widths, stage-1 blocks and planes,
+# module and block counts. Their forwards checked nothing more, at a price: HLG takes 224 px
+# only, where a PyNative forward costs ~15-25 CPU-s per variant (hlg_small's 3-6-12-24 heads
+# of 32 ran in 15; hlg_mobile runs 2-4-6-12 heads of 16, hlg_tiny_dwconv 2-4-8-16 heads of 32
+# with hlg_tiny's numbers), an HRNet one ~10 CPU-s at 33 px. HRNet's logits are checked against
+# timm in tests/test_parity_hrnet.py.
 NO_FORWARD = (
-    "hlg_tiny",
-    "hlg_medium",
-    "hlg_large",
+    *(n for n, rep in SAME_CODE_PATHS.items() if rep == "hlg_mobile"),
     *(n for n, rep in SAME_CODE_PATHS.items() if rep == "hrnet_w18_small"),
 )
 # Logits are compared for every variant but NO_FORWARD; width/depth-only ones at SMALL_INPUT,
@@ -66,6 +66,14 @@ NO_FORWARD = (
 # values) instead of through .ckpt files, whose conversion code their representative runs.
 PARITY_NAMES = NAMES
 REPRESENTATIVES = [name for name in NAMES if name not in SAME_CODE_PATHS]
+# timm's interface with a forward pass (forward_head(forward_features(x)) == cell(x), the shapes
+# in between) on the first representative of each family: a family is one cell class, whose
+# forward_features and forward_head the other variants run unchanged (the classifier base class
+# defines the call as their composition); their logits still meet Flax's in the parity check.
+FORWARD_INTERFACE = [
+    next(n for n in REPRESENTATIVES if port_registry.info(n).family == family)
+    for family in PARITY_INPUTS
+]
 ONNX_NAMES = ["hardnet39ds", "hrnet_w18_small", "hlg_mobile"]  # one per family, hlg_zoo aside
 MINDIR_NAMES = ["hardnet39ds", "hrnet_w18_small", "hlg_mobile"]
 # Eval preprocessing of ascend_port.data against input_pipeline, on PNGs (lossless: the two JPEG
@@ -222,8 +230,7 @@ def port(flax_side):
         "names": NAMES,
         "num_classes": NUM_CLASSES,
         "parity": {name: _parity_keys(name) for name in PARITY_NAMES},
-        # the interface checks that need a forward pass: representatives (tests/variants.py)
-        "forward_interface": [name for name in PARITY_NAMES if name in REPRESENTATIVES],
+        "forward_interface": FORWARD_INTERFACE,  # the interface checks that need a forward
         "file_round_trip": REPRESENTATIVES,  # the others round-trip in memory
         "mismatch": "hardnet39ds",
         "onnx": ONNX_NAMES,
@@ -338,7 +345,7 @@ def test_cell_matches_flax_logits(port, name):
         assert r["argmax_equal"], (name, key, r)
         assert 0.1 < r["max_abs_logit"] < 100, (name, key, r)  # a meaningful tolerance
     # timm's interface on the cell, as tests/test_models.py checks it on the Flax model: what
-    # needs a forward pass on the representatives, the rest on every variant.
+    # needs a forward pass on FORWARD_INTERFACE, the rest on every variant.
     info = models.info(name)
     flax_model = registry.abstract(name, num_classes=NUM_CLASSES)
     assert interface["num_classes"] == [NUM_CLASSES, NUM_CLASSES + 3], interface
@@ -346,7 +353,7 @@ def test_cell_matches_flax_logits(port, name):
     assert interface["same_names_after_reset"] and interface["reset_kept_backbone"], interface
     assert interface["reset_changed"], interface  # the head's kernel (and bias) changed shape
     batch = PARITY_INPUTS[info.family][0]
-    if name in SAME_CODE_PATHS:
+    if name not in FORWARD_INTERFACE:
         assert "head_equals_call" not in interface, interface
         return
     assert interface["features_shape"] == [batch, flax_model.num_features], interface
