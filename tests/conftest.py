@@ -46,7 +46,7 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 # Fixtures that build every model or train: a test that uses one belongs to the slow tier
 # (`make test-fast` runs `-m "not slow"`). Other slow tests carry @pytest.mark.slow themselves.
-_SLOW_FIXTURES = {"port", "flax_side", "one_device", "digits_run"}
+_SLOW_FIXTURES = {"port", "flax_side", "one_device", "eight_devices", "digits_run"}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -161,8 +161,10 @@ def test_resume_is_bit_exact_with_the_recipes_on(tmp_path):
     weights, raw and averaged, bit for bit, as an uninterrupted one, with the same train rows.
     In float16: the dynamic loss scale starts at 2^15, which overflows on this model's first
     steps; each skipped step halves it (logged per row) and the later steps move the weights.
-    Both eval rows are written. (Export of raw vs averaged weights: test_ema_of_a_constant_...)"""
-    from tests.test_train_lib import _train, _weights
+    Both eval rows are written. (Export of raw vs averaged weights: test_ema_of_a_constant_...)
+    The resume runs in a new process, which then trains the uninterrupted run too (after the
+    resumed one: nothing the resumed run left in the process can help it match)."""
+    from tests.test_train_lib import _train, _train_runs, _weights
     from tests.train_subprocess import config_from
     from train_lib import export, loss_scale
 
@@ -176,9 +178,13 @@ def test_resume_is_bit_exact_with_the_recipes_on(tmp_path):
         "train.eval_every_epochs=100",
         *RECIPE_OVERRIDES,
     )
-    full = _train(tmp_path / "full", *steps, "export_ema=True")
     at_3 = _weights(_train(tmp_path / "split", *steps, "train.stop_after_steps=3"))  # raw
-    resumed = _train(tmp_path / "split", *steps, "export_ema=True")
+    resumed, full = _train_runs(
+        [
+            (tmp_path / "split", (*steps, "export_ema=True")),
+            (tmp_path / "full", (*steps, "export_ema=True")),
+        ]
+    )
     a, b = _weights(full), _weights(resumed)
     assert a.keys() == b.keys()
     for k in a:

@@ -77,14 +77,20 @@ def test_rmsprop_uses_the_tf_mindspore_epsilon_placement():
 
 # --------------------------------------------------------------------------- subprocess training
 def _train(workdir, *overrides, devices: int = 1, timeout: int = 600) -> dict:
+    """One tests/train_subprocess.py training in a fresh process: its JSON line."""
+    return _train_runs([(workdir, overrides)], devices=devices, timeout=timeout)[0]
+
+
+def _train_runs(runs, devices: int = 1, timeout: int = 600) -> list[dict]:
+    """[(workdir, overrides)] trained one after the other in one fresh process (one interpreter
+    start and one set of imports and compiles for all): their JSON lines."""
+    argv = []
+    for workdir, overrides in runs:
+        argv += ["--"] if argv else []
+        argv += [str(workdir), *overrides]
     env = {**os.environ, "JAX_NUM_CPU_DEVICES": str(devices), "JAX_PLATFORMS": "cpu"}
     proc = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(ROOT, "tests", "train_subprocess.py"),
-            str(workdir),
-            *overrides,
-        ],
+        [sys.executable, os.path.join(ROOT, "tests", "train_subprocess.py"), *argv],
         capture_output=True,
         text=True,
         env=env,
@@ -92,9 +98,10 @@ def _train(workdir, *overrides, devices: int = 1, timeout: int = 600) -> dict:
         cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out["devices"] == devices
-    return out
+    outs = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert len(outs) == len(runs), proc.stdout[-3000:]
+    assert all(out["devices"] == devices for out in outs)
+    return outs
 
 
 # Random images (the synthetic source), one SGD step at a small lr. What 1 and 8 devices must
@@ -155,24 +162,53 @@ def _train_losses(workdir) -> list[float]:
     return [row["loss"] for row in rows if row["split"] == "train"]
 
 
+# The demo on digits, 6 steps, a checkpoint every 3: the resume test stops it after step 3,
+# resumes it, and compares with an uninterrupted run.
+RESUME = (
+    "train.steps=6",
+    "train.batch_size=16",
+    "train.eval_batch_size=40",
+    "train.checkpoint_every_steps=3",
+    "train.tensorboard=False",
+)
+
+
 @pytest.fixture(scope="module")
-def one_device(tmp_path_factory) -> tuple:
-    """(workdir, result) of the 1-device SHORT run; three tests compare with it, so it runs once
-    (the "subprocess_training" group keeps them on one xdist worker)."""
-    workdir = tmp_path_factory.mktemp("one_device") / "w"
-    return workdir, _train(workdir, *SHORT, devices=1)
+def one_device(tmp_path_factory) -> dict:
+    """{name: (workdir, result)} of the 1-device runs, trained in one process: the SHORT run in
+    jit ("jit") and pmap ("pmap") mode, and RESUME stopped after its step-3 checkpoint ("split",
+    which test_resumed_run_ends_where_an_uninterrupted_run_ends resumes). Several tests compare
+    with them (the "subprocess_training" group keeps them on one xdist worker)."""
+    root = tmp_path_factory.mktemp("one_device")
+    runs = {
+        "jit": SHORT,
+        "pmap": (*SHORT, "parallel.mode=pmap"),
+        "split": (*RESUME, "train.stop_after_steps=3"),
+    }
+    outs = _train_runs([(root / name, overrides) for name, overrides in runs.items()], devices=1)
+    return {name: (root / name, out) for name, out in zip(runs, outs, strict=True)}
+
+
+@pytest.fixture(scope="module")
+def eight_devices(tmp_path_factory) -> dict:
+    """{name: (workdir, result)} of the SHORT run on 8 devices in jit ("jit") and pmap ("pmap")
+    mode, trained in one process."""
+    root = tmp_path_factory.mktemp("eight_devices")
+    runs = {"jit": SHORT, "pmap": (*SHORT, "parallel.mode=pmap")}
+    outs = _train_runs([(root / name, overrides) for name, overrides in runs.items()], devices=8)
+    return {name: (root / name, out) for name, out in zip(runs, outs, strict=True)}
 
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("subprocess_training")
-def test_eight_devices_match_one_device(tmp_path, one_device):
+def test_eight_devices_match_one_device(one_device, eight_devices):
     """Same global batch, synced BatchNorm: 8 fake CPU devices give 1 device's step-1 loss and
     BatchNorm statistics within 1e-5 and its params within 1e-4 (see SHORT for why these);
     eval over 359 examples (not a multiple of 40 x 8 devices) counts each one once."""
-    one_dir, one = one_device
-    eight = _train(tmp_path / "eight", *SHORT, devices=8)
+    one_dir, one = one_device["jit"]
+    eight_dir, eight = eight_devices["jit"]
     assert eight["result"]["examples"] == one["result"]["examples"] == 359
-    losses = _train_losses(one_dir), _train_losses(tmp_path / "eight")
+    losses = _train_losses(one_dir), _train_losses(eight_dir)
     assert len(losses[0]) == len(losses[1]) == 1, losses
     assert abs(losses[0][0] - losses[1][0]) <= 1e-5, losses
     one_params, one_stats = _split_weights(one)
@@ -181,7 +217,7 @@ def test_eight_devices_match_one_device(tmp_path, one_device):
     _assert_close(one_params, eight_params, atol=1e-4)
     assert abs(one["result"]["loss"] - eight["result"]["loss"]) <= 1e-5
     # The confusion matrix is summed over the sharded batch like the scalar sums.
-    report = json.loads((tmp_path / "eight" / "eval_result.json").read_text())
+    report = json.loads((eight_dir / "eval_result.json").read_text())
     confusion = np.asarray(report["confusion"])
     assert confusion.shape == (10, 10) and confusion.sum() == 359
     assert np.trace(confusion) == round(eight["result"]["top1"] * 359)
@@ -189,16 +225,16 @@ def test_eight_devices_match_one_device(tmp_path, one_device):
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("subprocess_training")
-def test_pmap_mode_equals_jit_on_one_device_and_runs_on_eight(tmp_path, one_device):
-    _, jit = one_device
-    pmap = _train(tmp_path / "pmap", *SHORT, "parallel.mode=pmap", devices=1)
+def test_pmap_mode_equals_jit_on_one_device_and_runs_on_eight(one_device, eight_devices):
+    jit, pmap = one_device["jit"][1], one_device["pmap"][1]
     _assert_close(_weights(jit), _weights(pmap), atol=1e-6)
-    pmap8 = _train(tmp_path / "pmap8", *SHORT, "parallel.mode=pmap", devices=8)
+    pmap8 = eight_devices["pmap"][1]
     assert pmap8["result"]["examples"] == 359 and np.isfinite(pmap8["result"]["loss"])
     assert all(np.isfinite(v).all() for v in _weights(pmap8).values())
     # Per-device BatchNorm over 2 examples is another objective than the synced one: far from
     # the 1-device run (measured after one step: params 500 apart, the gradients of 2-example
     # statistics of 1x1 maps blow up). An unsynced jit mode would fail the checks above.
+    # (This also tells the two modes' runs apart where they shared a process.)
     assert _max_abs_diff(_weights(jit), _weights(pmap8)) > 1e-3
 
 
@@ -251,23 +287,13 @@ def test_pmap_mode_averages_the_devices_gradients():
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("subprocess_training")
-def test_resumed_run_ends_where_an_uninterrupted_run_ends(tmp_path):
-    steps = (
-        "train.steps=6",
-        "train.batch_size=16",
-        "train.eval_batch_size=40",
-        "train.checkpoint_every_steps=3",
-        "train.tensorboard=False",
-    )
-    full = _train(tmp_path / "full", *steps)
-    _train(
-        tmp_path / "split", *steps, "train.stop_after_steps=3"
-    )  # stops after the step-3 checkpoint
-    resumed = _train(tmp_path / "split", *steps)
-    assert sorted(n for n in os.listdir(tmp_path / "split" / "checkpoints") if n.isdigit()) == [
-        "3",
-        "6",
-    ]
+def test_resumed_run_ends_where_an_uninterrupted_run_ends(tmp_path, one_device):
+    """The run one_device stopped after step 3 resumes in a new process, which then trains the
+    uninterrupted run too (after the resumed one: nothing the resumed run left in the process
+    can help it match)."""
+    split, _ = one_device["split"]
+    resumed, full = _train_runs([(split, RESUME), (tmp_path / "full", RESUME)])
+    assert sorted(n for n in os.listdir(split / "checkpoints") if n.isdigit()) == ["3", "6"]
     _assert_close(_weights(full), _weights(resumed), atol=0.0)
     assert full["result"] == resumed["result"]
 
@@ -297,7 +323,7 @@ def test_bad_input_is_one_clear_line(tmp_path, args, needles):
 @pytest.mark.slow
 @pytest.mark.xdist_group("subprocess_training")
 def test_workdir_of_another_model_is_refused(one_device):
-    workdir, _ = one_device
+    workdir, _ = one_device["jit"]
     before = sorted(p.relative_to(workdir) for p in workdir.rglob("*"))
     proc = _main(
         "--config", "configs/demo.py", "--workdir", str(workdir), "--config.model.name=hardnet68ds"

@@ -1,8 +1,10 @@
-"""Runs a short training in a fresh process (device count is fixed at jax import), then exports.
+"""Runs short trainings in a fresh process (device count is fixed at jax import), each exported.
 
-    JAX_NUM_CPU_DEVICES=8 python tests/train_subprocess.py WORKDIR key=value ...
+    JAX_NUM_CPU_DEVICES=8 python tests/train_subprocess.py WORKDIR key=value ... [-- WORKDIR ...]
 
-Prints one JSON line: the final eval result and the exported weights path.
+Runs separated by `--` train one after the other in this process: the interpreter start, the
+TensorFlow and jax imports and the programs compiled by the first run serve the next ones.
+Prints one JSON line per run: the final eval result and the exported weights path.
 """
 
 from __future__ import annotations
@@ -38,16 +40,29 @@ def override(config, overrides: list[str]):
     return config
 
 
+def split_runs(argv: list[str]) -> list[tuple[str, list[str]]]:
+    """[(workdir, overrides)] of `WORKDIR key=value ... [-- WORKDIR key=value ...]`."""
+    runs, current = [], []
+    for arg in [*argv, "--"]:
+        if arg == "--":
+            runs.append((current[0], current[1:]))
+            current = []
+        else:
+            current.append(arg)
+    return runs
+
+
 def main() -> None:
-    workdir, overrides = sys.argv[1], sys.argv[2:]
     from train_lib import export, train
 
-    config = config_from(overrides)
-    result = train.run(config, workdir)
-    path = export.run(config, workdir)
-    import jax
+    for workdir, overrides in split_runs(sys.argv[1:]):
+        config = config_from(overrides)
+        result = train.run(config, workdir)
+        path = export.run(config, workdir)
+        import jax
 
-    print(json.dumps({"result": result, "export": path, "devices": jax.device_count()}))
+        print(json.dumps({"result": result, "export": path, "devices": jax.device_count()}))
+        sys.stdout.flush()
 
 
 if __name__ == "__main__":
