@@ -1,5 +1,8 @@
 """Every user mistake is one line `error: ...`, exit code 2, no traceback, and the workdir as it
-was: main.py run as a user runs it (a subprocess), one parametrized test per group of mistakes."""
+was: main.py run as a user runs it (a process of its own), one parametrized test per group of
+mistakes. Runs that fail before they train are forked from a server that has imported main.py's
+libraries (tests/cli.run_main_forked); the trainings, and the runs that set JAX_NUM_CPU_DEVICES,
+start a fresh interpreter (tests/cli.run_main)."""
 
 from __future__ import annotations
 
@@ -86,7 +89,10 @@ def test_config_mistake_is_one_line_before_anything_runs(tmp_path, case):
     args, env, needles = CONFIG_MISTAKES[case]
     workdir = _existing_workdir(tmp_path)
     before = cli.snapshot(workdir)
-    proc = cli.run_main(*args, "--workdir", workdir, env=env)
+    if env:  # variables jax reads at import: a fresh interpreter
+        proc = cli.run_main(*args, "--workdir", workdir, env=env)
+    else:
+        proc = cli.run_main_forked(*args, "--workdir", workdir)
     cli.assert_one_line_error(proc, *needles)
     assert cli.snapshot(workdir) == before
 
@@ -94,7 +100,7 @@ def test_config_mistake_is_one_line_before_anything_runs(tmp_path, case):
 def test_unloadable_config_file_is_one_line(tmp_path):
     broken = tmp_path / "broken.py"
     broken.write_text("from configs import base\nraise ImportError('no module named nope')\n")
-    proc = cli.run_main("--config", str(broken), "--workdir", str(tmp_path / "w"))
+    proc = cli.run_main_forked("--config", str(broken), "--workdir", str(tmp_path / "w"))
     cli.assert_one_line_error(proc, str(broken), "could not be loaded", "no module named nope")
     assert not (tmp_path / "w").exists()
 
@@ -122,7 +128,7 @@ def _read_only(directory: str):
 def test_workdir_that_is_a_file_is_one_line(tmp_path):
     path = tmp_path / "runs"
     path.write_text("not a directory\n")
-    proc = cli.run_main(*DEMO, "--workdir", str(path))
+    proc = cli.run_main_forked(*DEMO, "--workdir", str(path))
     cli.assert_one_line_error(proc, str(path), "is a file")
     assert path.read_text() == "not a directory\n"
 
@@ -131,7 +137,7 @@ def test_read_only_workdir_is_one_line(tmp_path):
     workdir = _existing_workdir(tmp_path)
     before = cli.snapshot(workdir)
     with _read_only(workdir):
-        proc = cli.run_main(*DEMO, "--workdir", workdir)
+        proc = cli.run_main_forked(*DEMO, "--workdir", workdir)
     cli.assert_one_line_error(proc, workdir, "not writable")
     assert cli.snapshot(workdir) == before
 
@@ -230,7 +236,7 @@ def test_resume_refuses_changed_config_and_divergence_commits_nothing(tmp_path):
     before = cli.snapshot(workdir)
 
     changed = (*DEMO, "--workdir", workdir, *SHORT_RUN, "--config.schedule.lr_max=1e6")
-    proc = cli.run_main(*changed)
+    proc = cli.run_main_forked(*changed)
     cli.assert_one_line_error(proc, "schedule.lr_max: 0.05 -> 1000000.0", "--allow_config_change")
     assert cli.snapshot(workdir) == before
 
@@ -335,7 +341,7 @@ def test_init_from_that_is_not_canonical_weights_is_one_line(tmp_path, torch_fil
     workdir = _existing_workdir(tmp_path)
     before = cli.snapshot(workdir)
     for mode in ("train", "eval"):
-        proc = cli.run_main(
+        proc = cli.run_main_forked(
             *DEMO, "--workdir", workdir, f"--mode={mode}", f"--config.init_from={path}"
         )
         message = cli.assert_one_line_error(proc, path, *needles)

@@ -163,12 +163,17 @@ def test_resume_is_bit_exact_with_the_recipes_on(tmp_path):
     steps; each skipped step halves it (logged per row) and the later steps move the weights.
     Both eval rows are written. (Export of raw vs averaged weights: test_ema_of_a_constant_...)
     The resume runs in a new process, which then trains the uninterrupted run too (after the
-    resumed one: nothing the resumed run left in the process can help it match)."""
+    resumed one: nothing the resumed run left in the process can help it match). On the
+    synthetic source (one random batch every step; 40 eval images, not the digits' 359: float16
+    runs slowly on CPU): the data pipeline's own resume is test_resumed_run_ends_where_an_...'s."""
     from tests.test_train_lib import _train, _train_runs, _weights
     from tests.train_subprocess import config_from
     from train_lib import export, loss_scale
 
     steps = (
+        "data.source='synthetic'",
+        "data.synthetic_num_classes=10",
+        "data.synthetic_eval_examples=40",
         "train.steps=6",
         "train.batch_size=16",
         "train.eval_batch_size=40",

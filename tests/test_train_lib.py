@@ -299,7 +299,7 @@ def test_resumed_run_ends_where_an_uninterrupted_run_ends(tmp_path, one_device):
 
 
 # --------------------------------------------------------------------------- CLI errors
-_main = cli.run_main
+_main = cli.run_main_forked  # a process of its own, forked after the imports (see tests/cli.py)
 
 
 def _assert_one_line_error(proc, *needles):
