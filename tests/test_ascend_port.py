@@ -101,8 +101,14 @@ def ascend_python(env: dict | None = None) -> str:
     return path
 
 
-def run_ascend(args: list[str], timeout: float = 400) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=REPO, PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION="upb")
+def run_ascend(
+    args: list[str], timeout: float = 400, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """`$HHL_ASCEND_PYTHON ARGS` from the repository root (with `env` added); fails the test
+    with its output unless it exits 0."""
+    env = dict(
+        os.environ, PYTHONPATH=REPO, PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION="upb", **(env or {})
+    )
     proc = subprocess.run(
         [ascend_python(), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
     )
@@ -536,8 +542,11 @@ def test_train_resumes_mid_epoch_lowers_loss_and_eval_reads_its_checkpoint(tmp_p
     metrics.jsonl holds one row per step and split, eval runs during training, and
     python -m ascend_port.eval evaluates the newest checkpoint of the workdir. The two trainings
     run in graph mode: their first 10 steps took 88 CPU-s in PyNative, 20 compiled (compile
-    included); the one- and three-step runs of the other tests stay PyNative."""
+    included); the one- and three-step runs of the other tests stay PyNative. The resumed run
+    loads the first run's compiled graph from MindSpore's compile cache (the same network and
+    step: ~44 -> ~33 CPU-s for this test)."""
     ascend_python()
+    cache = {"MS_COMPILER_CACHE_ENABLE": "1", "MS_COMPILER_CACHE_PATH": str(tmp_path / "cache")}
     n_val = _image_folder(tmp_path / "data")
     workdir = tmp_path / "run"
     common = cli.ascend_run_args(workdir, tmp_path / "data")  # PyNative: no graph compiles
@@ -555,10 +564,10 @@ def test_train_resumes_mid_epoch_lowers_loss_and_eval_reads_its_checkpoint(tmp_p
         "--config.schedule.lr_max=0.02",
         "--config.schedule.reference_batch_size=8",
     ]
-    run_ascend([*train, "--config.train.stop_after_steps=10"])
+    run_ascend([*train, "--config.train.stop_after_steps=10"], env=cache)
     ckpts = sorted((workdir / "checkpoints").glob("*.ckpt"))
     assert [c.name for c in ckpts] == ["hardnet39ds-s00000009.ckpt", "hardnet39ds-s00000010.ckpt"]
-    out = run_ascend(train)
+    out = run_ascend(train, env=cache)
     assert "resumed from step 10" in out.stderr
     rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     train_rows = [r for r in rows if r["split"] == "train"]
@@ -599,22 +608,22 @@ def test_finetune_loads_the_backbone_and_starts_a_fresh_head(tmp_path):
     _image_folder(tmp_path / "data")
     workdir = tmp_path / "run"
     common = cli.ascend_run_args(workdir, tmp_path / "data")
-    out = run_ascend(
-        [
-            "-m",
-            "ascend_port",
-            *common,
-            f"--config.init_from={source}",
-            "--config.train.batch_size=8",
-            "--config.train.steps=1",
-            "--config.train.eval_every_epochs=100",
-            "--config.train.freeze_backbone_epochs=100",
-            "--config.optim.backbone_lr_scale=0.1",
-        ]
+    train = [
+        "-m",
+        "ascend_port",
+        *common,
+        f"--config.init_from={source}",
+        "--config.train.batch_size=8",
+        "--config.train.steps=1",
+        "--config.train.eval_every_epochs=100",
+        "--config.train.freeze_backbone_epochs=100",
+        "--config.optim.backbone_lr_scale=0.1",
+    ]
+    out, _ = run_ascend_clis(
+        [train, ["-m", "ascend_port", *common, "--mode=export"]], tmp_path / "clis"
     )
-    skipped = [line for line in out.stderr.splitlines() if "but the classifier" in line]
-    assert len(skipped) == 1 and "base.14.3.kernel" in skipped[0], out.stderr[-2000:]
-    run_ascend(["-m", "ascend_port", *common, "--mode=export"])
+    skipped = [line for line in out["stderr"].splitlines() if "but the classifier" in line]
+    assert len(skipped) == 1 and "base.14.3.kernel" in skipped[0], out["stderr"][-2000:]
     tuned = load_file(str(workdir / "export" / "hardnet39ds.safetensors"))
     start = load_file(str(source))
     conv = "base.0.conv.kernel"
@@ -695,21 +704,19 @@ def test_same_checkpoint_evaluates_the_same_on_digits(tmp_path, digits_run):
     exported = digits_run["export"]
     jax_result = evaluate.run(config, workdir)  # what main.py --mode=eval runs
     ckpt = str(tmp_path / "hardnet39ds.ckpt")
-    run_ascend(["-m", "ascend_port.convert", exported, ckpt])
     ms_workdir = tmp_path / "ms"
-    run_ascend(
-        [
-            "-m",
-            "ascend_port",
-            "--mode=eval",
-            "--config",
-            "configs/demo.py",
-            "--workdir",
-            str(ms_workdir),
-            f"--config.init_from={ckpt}",
-            "--config.ascend.device_target=CPU",
-        ]
-    )
+    evaluate = [
+        "-m",
+        "ascend_port",
+        "--mode=eval",
+        "--config",
+        "configs/demo.py",
+        "--workdir",
+        str(ms_workdir),
+        f"--config.init_from={ckpt}",
+        "--config.ascend.device_target=CPU",
+    ]
+    run_ascend_clis([["-m", "ascend_port.convert", exported, ckpt], evaluate], tmp_path / "clis")
     ms_result = json.loads((ms_workdir / "eval_result.json").read_text())
     ms_result["count"] = ms_result["examples"]
     print(f"digits top-1: JAX {jax_result['top1']:.4f}, MindSpore {ms_result['top1']:.4f}")
@@ -827,14 +834,18 @@ def _tree(path) -> dict:
     }
 
 
-def run_cli_batch(python: str, runs: dict, preload: list[str], directory) -> dict:
-    """Command-line runs {name: {"module" or "path", "argv"}}, each in a forked child of ONE
-    interpreter that imported `preload` first (tests/ascend_side/cli_batch.py): exit status,
-    stdout and stderr per run, as a fresh `python -m ...` gives them, without paying the
-    interpreter start and the framework import per run."""
+def run_cli_batch(
+    python: str, runs: dict, preload: list[str], directory, env: dict | None = None
+) -> dict:
+    """Command-line runs {name: {"module" or "path", "argv"}}, in this order, each in a forked
+    child of ONE interpreter that imported `preload` first (tests/ascend_side/cli_batch.py):
+    exit status, stdout and stderr per run, as a fresh `python -m ...` gives them, without
+    paying the interpreter start and the framework import per run."""
     spec, out = directory / "cli_runs.json", directory / "cli_results.json"
     spec.write_text(json.dumps({"preload": preload, "runs": runs}))
-    env = dict(os.environ, PYTHONPATH=REPO, PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION="upb")
+    env = dict(
+        os.environ, PYTHONPATH=REPO, PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION="upb", **(env or {})
+    )
     proc = subprocess.run(
         [python, os.path.join(REPO, "tests", "ascend_side", "cli_batch.py"), str(spec), str(out)],
         cwd=REPO,
@@ -845,6 +856,19 @@ def run_cli_batch(python: str, runs: dict, preload: list[str], directory) -> dic
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(out.read_text())
+
+
+def run_ascend_clis(runs: list[list[str]], directory, env: dict | None = None) -> list[dict]:
+    """Several `python -m MODULE ARGS` of the MindSpore side (each run: ["-m", MODULE, *ARGS]),
+    in order, in one interpreter (run_cli_batch); fails the test unless every one exits 0."""
+    directory.mkdir(exist_ok=True)
+    named = {str(i): {"module": args[1], "argv": args[2:]} for i, args in enumerate(runs)}
+    results = run_cli_batch(ascend_python(), named, ASCEND_PRELOAD, directory, env)
+    for i, args in enumerate(runs):
+        r = results[str(i)]
+        if r["returncode"]:
+            pytest.fail(f"{' '.join(args)} failed ({r['returncode']}):\n{r['stderr'][-6000:]}")
+    return [results[str(i)] for i in range(len(runs))]
 
 
 def run_cli(argv: list[str]) -> dict:
