@@ -55,15 +55,16 @@ def main() -> None:
         runs = json.load(f)
     out = {}
     for name, run in runs.items():
-        start = time.monotonic()
+        start, cpu = time.monotonic(), time.process_time()
         try:
             config = override(load_config(run["config"]), run["overrides"])
             train(config, run["workdir"])
             out[name] = ""
         except BaseException:  # noqa: BLE001  (SystemExit included: reported, the next one runs)
             out[name] = traceback.format_exc()[-4000:]
-        took = time.monotonic() - start
-        print(f"{name}: {'failed' if out[name] else 'ok'} in {took:.1f} s", flush=True)
+        took, cpu = time.monotonic() - start, time.process_time() - cpu
+        status = "failed" if out[name] else "ok"
+        print(f"{name}: {status} in {took:.1f} s ({cpu:.1f} CPU-s)", flush=True)
     with open(out_path, "w") as f:
         json.dump(out, f)
 

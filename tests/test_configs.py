@@ -174,7 +174,8 @@ def _two_steps(side: str, keys: tuple[str, ...], directory) -> dict[str, tuple[s
         )
         assert proc.returncode == 0, proc.stderr[-3000:]
     else:
-        run_ascend(args, timeout=1800)
+        proc = run_ascend(args, timeout=1800)
+    print(proc.stdout)  # each run's time (shown with -s)
     errors = json.loads((directory / "out.json").read_text())
     return {recipe: (errors[recipe], directory / recipe) for recipe in runs}
 
