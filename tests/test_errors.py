@@ -418,7 +418,8 @@ def _in_private_tmpfs(size: str, script: str) -> list[str]:
 @pytest.mark.xdist_group("subprocess_training")
 def test_disk_full_stops_at_the_first_failed_save(tmp_path):
     """A real full disk (a 30 MB tmpfs holds one 19 MB checkpoint of the demo, not two): the save
-    of step 10 fails, the run stops with one line naming it, and step 5 stays loadable."""
+    of step 10 fails, the run stops with one line naming it, and step 5 stays loadable. (The
+    demo's schedule, stopped after step 10: the resume test's, so its compiled programs too.)"""
     copy = tmp_path / "copy"
     main = " ".join(
         [
@@ -426,7 +427,7 @@ def test_disk_full_stops_at_the_first_failed_save(tmp_path):
             os.path.join(cli.ROOT, "main.py"),
             *DEMO,
             *SHORT_RUN,
-            "--config.train.steps=10",
+            "--config.train.stop_after_steps=10",
             '--workdir "$FULL/w"',
         ]
     )
