@@ -10,10 +10,12 @@ one line each.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
-import traceback
+
+import forked_child  # tests/, this script's folder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -29,27 +31,10 @@ import train_lib.export  # noqa: E402, F401
 import train_lib.train  # noqa: E402, F401
 
 
-def _child(args: list[str], out: str, err: str) -> int:
-    """main.py's `__main__` block with stdout and stderr on the files `out` and `err`."""
-    for fd, path in ((1, out), (2, err)):
-        target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-        os.dup2(target, fd)
-        os.close(target)
-    stdin = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(stdin, 0)
-    os.close(stdin)
+def _main_py(args: list[str]) -> None:
+    """main.py's `__main__` block with `args`."""
     sys.argv = [os.path.join(ROOT, "main.py"), *args]
-    try:
-        app.run(main.main, flags_parser=main._parse_flags)
-        return 0
-    except SystemExit as e:
-        if e.code is None or isinstance(e.code, int):
-            return e.code or 0
-        print(e.code, file=sys.stderr)
-        return 1
-    except BaseException:  # noqa: BLE001  (as the interpreter reports an uncaught exception)
-        traceback.print_exc()
-        return 1
+    app.run(main.main, flags_parser=main._parse_flags)
 
 
 def serve() -> None:
@@ -58,10 +43,7 @@ def serve() -> None:
         args, out, err = json.loads(line)
         pid = os.fork()
         if pid == 0:
-            code = _child(args, out, err)
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
+            forked_child.run_and_exit(functools.partial(_main_py, args), out, err)
         print(pid, flush=True)
         _, status = os.waitpid(pid, 0)
         print(os.waitstatus_to_exitcode(status), flush=True)

@@ -15,60 +15,34 @@ true subprocess tests keep checking. Runs in either environment: numpy-free, fra
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import os
 import runpy
 import sys
 import tempfile
-import traceback
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(1, os.path.join(ROOT, "tests"))
+import forked_child  # noqa: E402  (tests/; then off the path the runs see)
+
+sys.path.pop(1)
 
 
-def _exit_status(e: SystemExit) -> int:
-    """What the interpreter makes of SystemExit(code)."""
-    if e.code is None:
-        return 0
-    if isinstance(e.code, int):
-        return e.code
-    print(e.code, file=sys.stderr)
-    return 1
-
-
-def _child(run: dict, out_path: str, err_path: str) -> None:
-    """Runs in the forked child; never returns."""
-    code = 1
-    try:
-        for fd, path in ((1, out_path), (2, err_path)):
-            target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-            os.dup2(target, fd)
-            os.close(target)
-        os.chdir(ROOT)
-        try:
-            if "module" in run:
-                sys.argv = [run["module"], *run["argv"]]
-                sys.path[0] = ROOT  # `python -m` puts the working directory first
-                sys.modules.pop(run["module"], None)  # runpy warns about a preloaded one
-                runpy.run_module(run["module"], run_name="__main__", alter_sys=True)
-            else:
-                path = os.path.join(ROOT, run["path"])
-                sys.argv = [path, *run["argv"]]
-                sys.path[0] = os.path.dirname(path)
-                runpy.run_path(path, run_name="__main__")
-            code = 0
-        except SystemExit as e:
-            code = _exit_status(e)
-        except BaseException:  # noqa: BLE001  (as the interpreter reports an uncaught one)
-            traceback.print_exc()
-            code = 1
-    finally:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:  # noqa: BLE001, S110  (a closed stream: nothing left to flush)
-                pass
-        os._exit(code)
+def _run_entry(run: dict) -> None:
+    """`python -m MODULE ARGV` or `python PATH ARGV`, from the repository root."""
+    os.chdir(ROOT)
+    if "module" in run:
+        sys.argv = [run["module"], *run["argv"]]
+        sys.path[0] = ROOT  # `python -m` puts the working directory first
+        sys.modules.pop(run["module"], None)  # runpy warns about a preloaded one
+        runpy.run_module(run["module"], run_name="__main__", alter_sys=True)
+    else:
+        path = os.path.join(ROOT, run["path"])
+        sys.argv = [path, *run["argv"]]
+        sys.path[0] = os.path.dirname(path)
+        runpy.run_path(path, run_name="__main__")
 
 
 def run_all(runs: dict, preload: list[str]) -> dict:
@@ -83,7 +57,7 @@ def run_all(runs: dict, preload: list[str]) -> dict:
             sys.stderr.flush()
             pid = os.fork()
             if pid == 0:
-                _child(run, out_path, err_path)
+                forked_child.run_and_exit(functools.partial(_run_entry, run), out_path, err_path)
             _, status = os.waitpid(pid, 0)
             with open(out_path, errors="replace") as f, open(err_path, errors="replace") as g:
                 out[name] = {
