@@ -408,6 +408,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     if args.merge is not None:
         rows = merge(args.merge, [m for m in args.models.split(",") if m])
         _write(rows, rows, args, command, mode="w")
+        print(markdown(rows, command))
         return rows
     if args.threads:
         limit_threads(args.threads)
@@ -427,6 +428,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     finally:
         if args.sync_dir:  # failed or done: nobody waits for this process
             arrive(args.sync_dir)
+    if not args.sync_dir:  # one part of a suite's table is not worth printing
+        print(markdown(rows, command))
     return rows
 
 
@@ -442,12 +445,9 @@ def _write(
     if args.out:
         with open(args.out, mode) as f:
             f.writelines(json.dumps(r) + "\n" for r in new_rows)
-    text = markdown(rows, command)
     if args.table:
         with open(args.table, "w") as f:
-            f.write(text + "\n")
-    if mode == "w" or not args.sync_dir:
-        print(text)
+            f.write(markdown(rows, command) + "\n")
 
 
 COLUMNS = (

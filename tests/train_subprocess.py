@@ -53,14 +53,14 @@ def split_runs(argv: list[str]) -> list[tuple[str, list[str]]]:
 
 
 def main() -> None:
+    import jax
+
     from train_lib import export, train
 
     for workdir, overrides in split_runs(sys.argv[1:]):
         config = config_from(overrides)
         result = train.run(config, workdir)
         path = export.run(config, workdir)
-        import jax
-
         print(json.dumps({"result": result, "export": path, "devices": jax.device_count()}))
         sys.stdout.flush()
 
