@@ -42,6 +42,9 @@ os.environ.setdefault(
 # Every program, not only those over JAX's default 1 s of compile time: a short training
 # compiles ~100 small ones (initialisers, metrics, host transfers), again in every process.
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+# Bounded (least recently used entries go first): the cache lives on after the run, and every
+# code change adds entries.
+os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(1 << 30))
 
 
 # Fixtures that build every model or train: a test that uses one belongs to the slow tier

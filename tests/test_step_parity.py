@@ -183,6 +183,11 @@ def _sides(d: Path, case_id: str) -> dict[str, dict[str, np.ndarray]]:
     }
     grads = {k for k in sides["jax64"] if k.startswith("grad:")}  # for the timm check only
     sides["jax64"] = {k: v for k, v in sides["jax64"].items() if k not in grads}
+    # Read once, so freed here (all cases' arrays are ~2.6 GB), but for the float64 JAX side of
+    # a case that the timm AdamW check reads too.
+    keep = "jax64" if step_cases.BY_ID[case_id].reference is None else None
+    for tag in sides.keys() - {keep}:
+        (d / f"{case_id}.{tag}.npz").unlink()
     return sides
 
 
