@@ -35,7 +35,14 @@ class Checkpointer:
             enable_async_checkpointing=False,
             cleanup_tmp_directories=True,  # an interrupted save leaves nothing to trip over
         )
-        self.manager = ocp.CheckpointManager(self.directory, options=options)
+        # Every item's handler named up front: a restore of some items then reads the others'
+        # metadata without orbax warning that it "could not restore" them.
+        handlers = {name: ocp.StandardCheckpointHandler() for name in ("weights", "train", "ema")}
+        self.manager = ocp.CheckpointManager(
+            self.directory,
+            options=options,
+            item_handlers={**handlers, "meta": ocp.JsonCheckpointHandler()},
+        )
         _quiet_orbax_tracebacks()
         _ignore_late_write_callbacks()
 
