@@ -9,6 +9,7 @@
 #   MODES=train,eval  ITERS=5  ROUNDS=3  PYTHON=.venv/bin/python (else python)
 #   TORCH_COMPILE=false (leave out the torch.compile rows; default: on with DEVICE=cuda)
 #   WAIT_S=360 (how long a prepared process waits for the others)  WAVE_S=480 (a mode's limit)
+#   JAX_COMPILATION_CACHE_DIR=runs/jax_cache (empty: no cache)
 #
 # Why one process per (model, framework), all of a mode at once: on one H200 our train step
 # compiled in 79-131 s (HRNet-W48, HarDNet-85; cause not yet profiled) and torch.compile
@@ -41,6 +42,10 @@ fi
 if [[ "$DEVICE" == cpu ]]; then
   export JAX_PLATFORMS=cpu CUDA_VISIBLE_DEVICES=""
 fi
+# A rerun on the same machine (a limit cut the first call short, or the other mode) loads our
+# compiled steps from here instead of compiling them again (1-2 minutes each on an H200); its
+# compile_s is then the load time. JAX_COMPILATION_CACHE_DIR= (empty) times cold compiles.
+export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR-runs/jax_cache}
 # Allocate on demand so that the processes share the GPU.
 export XLA_PYTHON_CLIENT_PREALLOCATE=${XLA_PYTHON_CLIENT_PREALLOCATE:-false}
 rm -rf "$OUT/parts" "$OUT/sync" "$OUT/logs" "$OUT/compare.jsonl"
