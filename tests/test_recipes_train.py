@@ -344,32 +344,37 @@ def test_ema_warmup_follows_timm():
 
 # --------------------------------------------------------------------------- accumulation / fp16
 class _Toy:
-    """A conv + linear classifier without BatchNorm, computing in `dtype` with float32 params."""
+    """A conv + linear classifier (BatchNorm after the conv if asked), computing in `dtype` with
+    float32 params."""
 
     @staticmethod
-    def create(dtype=jnp.float32):
+    def create(dtype=jnp.float32, batch_norm: bool = False):
         from flax import nnx
 
         class Toy(nnx.Module):
             def __init__(self, rngs):
                 self.conv = nnx.Conv(3, 4, (3, 3), dtype=dtype, rngs=rngs)
+                self.norm = nnx.BatchNorm(4, dtype=dtype, rngs=rngs) if batch_norm else None
                 self.fc = nnx.Linear(4, 5, dtype=dtype, rngs=rngs)
                 self.num_classes = 5
 
             def __call__(self, x):
-                return self.fc(nnx.relu(self.conv(x)).mean((1, 2)))
+                x = self.conv(x)
+                if self.norm is not None:
+                    x = self.norm(x)
+                return self.fc(nnx.relu(x).mean((1, 2)))
 
         return Toy(nnx.Rngs(0))
 
 
-def _toy_setup(dtype=jnp.float32, **step_kwargs):
+def _toy_setup(dtype=jnp.float32, batch_norm: bool = False, **step_kwargs):
     import optax
 
     from train_lib import mesh as mesh_lib
     from train_lib import steps
     from train_lib.state import SplitModel, TrainState
 
-    split = SplitModel(_Toy.create(dtype))
+    split = SplitModel(_Toy.create(dtype, batch_norm))
     tx = optax.sgd(0.5, momentum=0.9)
     step = steps.make_train_step(
         split,
@@ -404,14 +409,16 @@ def _toy_batch(seed: int, n: int = 16) -> dict:
     }
 
 
+@pytest.mark.parametrize("mode", ["jit", "pmap"])
 @pytest.mark.parametrize("mixup", [None, rule.MixupSpec(0.8, 1.0, 1.0, 0.5, "elem")])
-def test_accumulating_k_micro_batches_equals_one_batch_of_k_b(mixup):
+def test_accumulating_k_micro_batches_equals_one_batch_of_k_b(mixup, mode):
     """Two optimizer steps (momentum SGD) on batches of 16: one batch vs 4 micro-batches of 4,
-    mixup on or off (the batch is mixed before it is split). No BatchNorm, so the only
-    difference is the order of float sums."""
+    mixup on or off (the batch is mixed before it is split), in either parallel mode (pmap: the
+    micro-batches' scan runs inside the per-device program, on gradients typed per device). No
+    BatchNorm, so the only difference is the order of float sums."""
     results = {}
     for k in (1, 4):
-        step, state = _toy_setup(accum_steps=k, mixup=mixup)
+        step, state = _toy_setup(accum_steps=k, mixup=mixup, mode=mode)
         s = state()
         for seed in (0, 1):
             s, metrics = step(s, _toy_batch(seed))
@@ -424,6 +431,22 @@ def test_accumulating_k_micro_batches_equals_one_batch_of_k_b(mixup):
     assert not np.allclose(results[1][0]["fc.kernel"], _toy_setup()[1]().params["fc.kernel"])
     for key in ("loss", "top1", "count"):
         np.testing.assert_allclose(results[4][1][key], results[1][1][key], rtol=1e-6)
+
+
+def test_pmap_mode_accumulates_with_batch_norm_as_jit_mode_on_one_device():
+    """accum_steps=2 with BatchNorm: in pmap mode the micro-batches' scan carries statistics and
+    metrics that differ per device (its first step raised a type error before); on one device
+    its step equals jit mode's."""
+    out = {}
+    for mode in ("jit", "pmap"):
+        step, state = _toy_setup(batch_norm=True, accum_steps=2, mode=mode)
+        s0 = state()
+        initial_stats = jax.device_get(s0.batch_stats)
+        s, metrics = step(s0, _toy_batch(0))
+        out[mode] = jax.device_get((s.params, s.batch_stats, metrics))
+    assert out["jit"][1].keys() == initial_stats.keys() and initial_stats
+    assert not np.allclose(out["jit"][1]["norm.mean"], initial_stats["norm.mean"])
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), out["jit"], out["pmap"])
 
 
 def test_fp16_overflow_skips_the_update_and_halves_the_scale():

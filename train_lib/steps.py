@@ -150,10 +150,13 @@ def make_train_step(
                 ), None
 
             zeros = (
-                jax.tree.map(jnp.zeros_like, params_in),
+                jax.tree.map(jnp.zeros_like, params_in),  # typed as params_in: per device in pmap
                 state.batch_stats,
                 {k: jnp.zeros((), jnp.float32) for k in ("loss", "top1", "count")},
             )
+            if per_device:  # the scan's carry keeps its type: the micro-batches' statistics and
+                # metrics differ per device, so their starting values must be typed so too
+                zeros = (zeros[0], *jax.lax.pcast(zeros[1:], DATA_AXIS, to="varying"))
             (grads, stats, metrics), _ = jax.lax.scan(body, zeros, (jnp.arange(accum_steps), micro))
             grads = jax.tree.map(lambda g: g / accum_steps, grads)
         if scale is not None:
