@@ -36,18 +36,17 @@ os.environ["XLA_FLAGS"] = " ".join(
 # Many tests train the same short run (in this process, in xdist workers, in subprocesses); a
 # persistent cache shared by all of them compiles each program once. Entries are keyed by the
 # program, compile options, flags and devices, so a stale entry is never used.
-os.environ.setdefault(
-    "JAX_COMPILATION_CACHE_DIR",
-    os.path.join(tempfile.gettempdir(), f"hhl-test-xla-cache-{os.getuid()}"),
-)
+_OUR_CACHE = os.path.join(tempfile.gettempdir(), f"hhl-test-xla-cache-{os.getuid()}")
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _OUR_CACHE)
 # Every program, not only those over JAX's default 1 s of compile time: a short training
 # compiles ~100 small ones (initialisers, metrics, host transfers), again in every process.
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 # The cache lives on after the run and every code change adds entries: past 2 GiB it is
-# emptied before a run starts. Not jax's own bound (jax_compilation_cache_max_size): with it set,
-# every write lists the whole cache and reads each entry's access time under one lock shared by
-# all processes; a run writes ~5,000 entries (measured: the suite took 11% and 19% more CPU
-# time in two runs from an empty cache).
+# emptied before a run starts (ours only, never a cache named by JAX_COMPILATION_CACHE_DIR).
+# Not jax's own bound (jax_compilation_cache_max_size): with it set, every write lists the
+# whole cache and reads each entry's access time under one lock shared by all processes; a run
+# writes ~5,000 entries (measured: the suite took 11% and 19% more CPU time in two runs from
+# an empty cache).
 _CACHE_LIMIT_BYTES = 2 << 30
 
 
@@ -60,7 +59,7 @@ def _empty_if_over_limit(directory: str) -> None:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-_empty_if_over_limit(os.environ["JAX_COMPILATION_CACHE_DIR"])
+_empty_if_over_limit(_OUR_CACHE)
 
 
 # Fixtures that build every model or train: a test that uses one belongs to the slow tier
