@@ -101,14 +101,20 @@ def ascend_python(env: dict | None = None) -> str:
     return path
 
 
+def ascend_env(extra: dict | None = None) -> dict:
+    """The environment of a MindSpore-side process: ours, the repository importable, protobuf's
+    upb implementation (reads big .ckpt files fast; ascend_port sets it too), plus `extra`."""
+    return dict(
+        os.environ, PYTHONPATH=REPO, PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION="upb", **(extra or {})
+    )
+
+
 def run_ascend(
     args: list[str], timeout: float = 400, env: dict | None = None
 ) -> subprocess.CompletedProcess:
     """`$HHL_ASCEND_PYTHON ARGS` from the repository root (with `env` added); fails the test
     with its output unless it exits 0."""
-    env = dict(
-        os.environ, PYTHONPATH=REPO, PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION="upb", **(env or {})
-    )
+    env = ascend_env(env)
     proc = subprocess.run(
         [ascend_python(), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
     )
@@ -843,9 +849,7 @@ def run_cli_batch(
     paying the interpreter start and the framework import per run."""
     spec, out = directory / "cli_runs.json", directory / "cli_results.json"
     spec.write_text(json.dumps({"preload": preload, "runs": runs}))
-    env = dict(
-        os.environ, PYTHONPATH=REPO, PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION="upb", **(env or {})
-    )
+    env = ascend_env(env)
     proc = subprocess.run(
         [python, os.path.join(REPO, "tests", "ascend_side", "cli_batch.py"), str(spec), str(out)],
         cwd=REPO,
@@ -873,8 +877,9 @@ def run_ascend_clis(runs: list[list[str]], directory, env: dict | None = None) -
 
 def run_cli(argv: list[str]) -> dict:
     """One true subprocess, {"returncode", "stdout", "stderr"} as run_cli_batch reports them."""
-    env = dict(os.environ, PYTHONPATH=REPO, PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION="upb")
-    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        argv, cwd=REPO, env=ascend_env(), capture_output=True, text=True, timeout=300
+    )
     return {"returncode": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr}
 
 

@@ -13,7 +13,7 @@ import pytest
 
 import models
 from tests import cli
-from tests.test_ascend_port import REPO, ascend_python
+from tests.test_ascend_port import REPO, ascend_env, ascend_python
 from train_lib import mixup as jax_mixup
 from train_lib.recipes import mixup as rule
 
@@ -530,11 +530,10 @@ def _run_checks(tmp_path, checks: dict[str, tuple[dict, str]]) -> dict:
     for what, (cases, out) in checks.items():
         (tmp_path / f"{what}.cases.json").write_text(json.dumps(cases))
         args += [what, str(tmp_path / f"{what}.cases.json"), str(tmp_path / out)]
-    env = dict(os.environ, PYTHONPATH=REPO, PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION="upb")
     proc = subprocess.run(
         [ascend_python(), os.path.join(REPO, "tests", "ascend_side", "check_recipes.py"), *args],
         cwd=REPO,
-        env=env,
+        env=ascend_env(),
         capture_output=True,
         text=True,
         timeout=300,
@@ -602,11 +601,10 @@ def test_mindspore_trains_with_mixup_cutmix_and_extra_logits(tmp_path):
     losses = [r["loss"] for r in _metrics(tmp_path / "r") if r["split"] == "train"]
     assert len(losses) == 4 and np.isfinite(losses).all()
     assert proc.stderr.count("are never targets") >= 1
-    env = dict(os.environ, PYTHONPATH=REPO, PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION="upb")
     refused = subprocess.run(
         [ascend_python(), *args, "--config.model.num_classes=2", "--workdir", str(tmp_path / "r2")],
         cwd=REPO,
-        env=env,
+        env=ascend_env(),
         capture_output=True,
         text=True,
         timeout=300,

@@ -179,23 +179,25 @@ def one_device(tmp_path_factory) -> dict:
     jit ("jit") and pmap ("pmap") mode, and RESUME stopped after its step-3 checkpoint ("split",
     which test_resumed_run_ends_where_an_uninterrupted_run_ends resumes). Several tests compare
     with them (the "subprocess_training" group keeps them on one xdist worker)."""
-    root = tmp_path_factory.mktemp("one_device")
     runs = {
         "jit": SHORT,
         "pmap": (*SHORT, "parallel.mode=pmap"),
         "split": (*RESUME, "train.stop_after_steps=3"),
     }
-    outs = _train_runs([(root / name, overrides) for name, overrides in runs.items()], devices=1)
-    return {name: (root / name, out) for name, out in zip(runs, outs, strict=True)}
+    return _train_named(tmp_path_factory.mktemp("one_device"), runs, devices=1)
 
 
 @pytest.fixture(scope="module")
 def eight_devices(tmp_path_factory) -> dict:
     """{name: (workdir, result)} of the SHORT run on 8 devices in jit ("jit") and pmap ("pmap")
     mode, trained in one process."""
-    root = tmp_path_factory.mktemp("eight_devices")
     runs = {"jit": SHORT, "pmap": (*SHORT, "parallel.mode=pmap")}
-    outs = _train_runs([(root / name, overrides) for name, overrides in runs.items()], devices=8)
+    return _train_named(tmp_path_factory.mktemp("eight_devices"), runs, devices=8)
+
+
+def _train_named(root, runs: dict, devices: int) -> dict:
+    """{name: overrides} trained in one process (workdirs root/<name>): {name: (workdir, result)}."""
+    outs = _train_runs([(root / name, overrides) for name, overrides in runs.items()], devices)
     return {name: (root / name, out) for name, out in zip(runs, outs, strict=True)}
 
 
