@@ -4,7 +4,7 @@
   rows i, i+k, ... as on the JAX side (train_lib.steps); each runs forward (BatchNorm statistics
   updated per micro-batch, as the JAX side threads them through its scan) and backward, and the
   mean of their gradients makes one optimizer update. The schedule counts optimizer steps.
-- train.grad_clip_norm: optax.clip_by_global_norm's definition, every gradient scaled by
+- train.grad_clip_norm: train_lib.recipes.clipping's rule, every gradient scaled by
   max_norm / max(global_norm, max_norm), on the unscaled (and all-reduced) gradients, before the
   optimizer (so before SGD's coupled weight decay, as the JAX side's optax chain).
 - train.ema_decay: after every optimizer update the average of every weight (params and
@@ -22,6 +22,8 @@ from __future__ import annotations
 import mindspore as ms
 import numpy as np
 from mindspore import Parameter, ParameterTuple, Tensor, nn, ops
+
+from train_lib.recipes import clipping as clip_rule
 
 _square_sum = ops.MultitypeFuncGraph("square_sum")
 
@@ -120,7 +122,7 @@ class _Recipe:
         """Clip, optimizer update, then the EMA step; returns the last effect to depend on."""
         if self.clip:
             norm = ops.sqrt(ops.addn(self.hyper_map(_square_sum, grads)))
-            factor = self.clip_norm / ops.maximum(norm, self.clip_norm)
+            factor = clip_rule.factor(norm, self.clip_norm, ops)
             grads = self.hyper_map(ops.partial(_times, factor), grads)
         done = self.optimizer(grads)
         if self.ema:

@@ -653,14 +653,48 @@ def _flax_layout(ms_result: dict) -> dict[str, np.ndarray]:
     }
 
 
+def test_clipping_scales_as_pytorch_and_optax_and_leaves_small_gradients_alone():
+    """train.grad_clip_norm on the JAX side: a gradient tree over max_norm comes out as
+    torch.nn.utils.clip_grad_norm_ and optax.clip_by_global_norm leave it (float32 rounding,
+    PyTorch's 1e-6 on the norm included), with global norm max_norm; one within max_norm comes
+    out unchanged, bit for bit."""
+    import optax
+    import torch
+
+    from train_lib import optim
+
+    rng = np.random.default_rng(0)
+    grads = {
+        "a": rng.normal(size=(3, 5)).astype(np.float32),
+        "b": rng.normal(size=(7,)).astype(np.float32),
+    }
+    norm = float(np.sqrt(sum((g.astype(np.float64) ** 2).sum() for g in grads.values())))
+    for max_norm in (norm / 3, norm * 2):
+        ours = jax.jit(optim.clip_by_global_norm(max_norm).update)(grads, None)[0]
+        theirs = optax.clip_by_global_norm(max_norm).update(grads, optax.EmptyState())[0]
+        tensors = [torch.tensor(grads[k]) for k in sorted(grads)]
+        for t in tensors:
+            t.grad = t.clone()
+        torch.nn.utils.clip_grad_norm_(tensors, max_norm)
+        for t, k in zip(tensors, sorted(grads), strict=True):
+            np.testing.assert_allclose(ours[k], theirs[k], rtol=1e-6, atol=0)
+            np.testing.assert_allclose(ours[k], t.grad.numpy(), rtol=1e-6, atol=0)
+            if max_norm > norm:
+                np.testing.assert_array_equal(ours[k], grads[k])
+        clipped = np.sqrt(sum((np.asarray(v, np.float64) ** 2).sum() for v in ours.values()))
+        np.testing.assert_allclose(clipped, min(norm, max_norm), rtol=1e-6)
+
+
 @pytest.mark.xdist_group("ascend_port")
 def test_mindspore_clipping_and_accumulation_match_the_jax_side(tmp_path):
     """Two momentum-SGD steps of the BatchNorm-free toy on batches of 16 through
     ascend_port.train_step: 4 micro-batches of 4 equal one batch of 16 (1e-6) and the JAX side's
-    accumulated step; clipping by global norm equals optax.clip_by_global_norm in front of the
-    same SGD (the JAX side's chain), with and without accumulation; a huge max_norm changes
-    nothing, bit for bit."""
+    accumulated step; clipping by global norm equals the JAX side's clip in front of the same
+    SGD (its chain), with and without accumulation; a huge max_norm changes nothing, bit for
+    bit."""
     import optax
+
+    from train_lib import optim
 
     batches = [_toy_batch(0), _toy_batch(1)]
     sgd = optax.sgd(0.5, momentum=0.9)
@@ -684,7 +718,7 @@ def test_mindspore_clipping_and_accumulation_match_the_jax_side(tmp_path):
     for name in got["k1"]:
         np.testing.assert_allclose(got["k4"][name], got["k1"][name], atol=1e-6, err_msg=name)
         np.testing.assert_array_equal(got["clip_huge"][name], got["k1"][name], err_msg=name)
-    clipped = optax.chain(optax.clip_by_global_norm(clip), sgd)
+    clipped = optax.chain(optim.clip_by_global_norm(clip), sgd)
     references = {
         "k1": _jax_toy_run(sgd, 1, batches)[0],
         "k4": _jax_toy_run(sgd, 4, batches)[0],

@@ -102,5 +102,5 @@ def create_optimizer(
         labels,
     )
     if config.train.grad_clip_norm:
-        tx = optax.chain(optax.clip_by_global_norm(config.train.grad_clip_norm), tx)
+        tx = optax.chain(optim.clip_by_global_norm(config.train.grad_clip_norm), tx)
     return tx

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import math
 
+import jax
 import jax.numpy as jnp
 import optax
 from ml_collections import ConfigDict
@@ -13,6 +14,7 @@ import models
 from train_lib import lr_schedule
 from train_lib.config_checks import OPTIMIZERS, SCHEDULES
 from train_lib.errors import UserError
+from train_lib.recipes import clipping as clip_rule
 from train_lib.recipes import weight_decay as decay_rule
 
 
@@ -48,6 +50,18 @@ def decay_mask(params: dict, family: str | None = None) -> dict:
     }
 
 
+def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
+    """train.grad_clip_norm: every gradient times recipes.clipping's factor (the MindSpore step
+    cell's scaling; optax.clip_by_global_norm's up to rounding)."""
+
+    def update(updates, state, params=None):
+        del params
+        scale = clip_rule.factor(optax.tree.norm(updates), max_norm, jnp)
+        return jax.tree.map(lambda g: g * scale.astype(g.dtype), updates), state
+
+    return optax.GradientTransformation(optax.init_empty_state, update)
+
+
 def create_optimizer(config: ConfigDict, schedule: optax.Schedule) -> optax.GradientTransformation:
     o = config.optim
     if o.name not in OPTIMIZERS:
@@ -56,7 +70,7 @@ def create_optimizer(config: ConfigDict, schedule: optax.Schedule) -> optax.Grad
     mask = None if o.decay_norm_and_bias else functools.partial(decay_mask, family=family)
     chain = []
     if config.train.grad_clip_norm:
-        chain.append(optax.clip_by_global_norm(config.train.grad_clip_norm))
+        chain.append(clip_by_global_norm(config.train.grad_clip_norm))
     if o.name == "adamw":
         chain.append(
             optax.adamw(
