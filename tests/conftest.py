@@ -12,6 +12,11 @@ import pytest
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # the torch CUDA build must not look for a GPU
+# Every interpreter the suite starts loads tests/site/sitecustomize.py: MindSpore's CPU kernels on
+# one thread (it says why). Helpers that set PYTHONPATH for a subprocess keep this entry.
+SITE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "site")
+if SITE not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [SITE, os.environ.get("PYTHONPATH")]))
 
 # The suite's cost is XLA:CPU compiling big graphs that then run a step or two (HRNet-W18's train
 # step: 105 s to compile by default, 14 s with these flags; its 224 px forward runs 12% slower).

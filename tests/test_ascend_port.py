@@ -101,11 +101,20 @@ def ascend_python(env: dict | None = None) -> str:
     return path
 
 
+def python_path(root: str = REPO) -> str:
+    """PYTHONPATH for a subprocess: `root` first, then this process's entries (the suite's
+    tests/site, tests/conftest.py)."""
+    return os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+
+
 def ascend_env(extra: dict | None = None) -> dict:
     """The environment of a MindSpore-side process: ours, the repository importable, protobuf's
     upb implementation (reads big .ckpt files fast; ascend_port sets it too), plus `extra`."""
     return dict(
-        os.environ, PYTHONPATH=REPO, PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION="upb", **(extra or {})
+        os.environ,
+        PYTHONPATH=python_path(),
+        PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION="upb",
+        **(extra or {}),
     )
 
 
@@ -123,6 +132,21 @@ def run_ascend(
             f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
         )
     return proc
+
+
+def test_suite_configures_mindspore_cpu_kernel_threads_at_import():
+    """tests/site/sitecustomize.py sets the thread count as mindspore is imported, in every
+    MindSpore interpreter the suite starts: a second setting is refused."""
+    script = (
+        "import mindspore as ms\n"
+        "try:\n"
+        "    ms.device_context.cpu.op_tuning.threads_num(2)\n"
+        "except RuntimeError as e:\n"
+        "    print('refused:', e)\n"
+    )
+    assert (
+        "refused: The 'threads_num' can not be set repeatedly" in run_ascend(["-c", script]).stdout
+    )
 
 
 def test_missing_interpreter_fails_with_instructions():

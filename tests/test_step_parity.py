@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -36,7 +35,7 @@ import pytest
 
 from models import canonical, torch_import
 from tests import step_cases, step_parity_jax
-from tests.test_ascend_port import ascend_python
+from tests.test_ascend_port import ascend_env, ascend_python
 
 REPO = Path(__file__).resolve().parent.parent
 FACTOR = 4.0  # a float32 side may be this many times the worst own-framework float32 error
@@ -65,9 +64,7 @@ pytestmark = pytest.mark.xdist_group("step_parity")
 
 
 def _start(args: list[str], env: dict, log: Path) -> subprocess.Popen:
-    env = dict(
-        os.environ, PYTHONPATH=str(REPO), PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION="upb", **env
-    )
+    env = ascend_env(env)
     with open(log, "w") as f:  # a file, not a pipe: nobody reads while the parent computes
         return subprocess.Popen(args, cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT)
 

@@ -19,7 +19,7 @@ from PIL import Image
 
 from input_pipeline import digits, predict_io
 from tests.fake_data import imagenet_wnids, make_folder
-from tests.test_ascend_port import ascend_python
+from tests.test_ascend_port import ascend_python, python_path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The scalars MetricWriter writes (README, "Metrics and pictures").
@@ -38,7 +38,7 @@ pytestmark = pytest.mark.xdist_group("digits_run")  # shares the conftest fixtur
 
 
 def _run(args, *, python=sys.executable, timeout=600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": ROOT}
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": python_path(ROOT)}
     return subprocess.run(
         [python, *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT
     )
