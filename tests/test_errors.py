@@ -21,7 +21,7 @@ import pytest
 import models
 from configs import demo
 from tests import cli
-from tests.test_ascend_port import ascend_python, python_path
+from tests.test_ascend_port import ascend_env, ascend_python
 from train_lib import config_checks
 from train_lib.errors import UserError
 
@@ -188,7 +188,7 @@ def test_mindspore_environment_runs_the_same_checks():
         capture_output=True,
         text=True,
         cwd=cli.ROOT,
-        env={**os.environ, "PYTHONPATH": python_path(cli.ROOT)},
+        env=ascend_env(),
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
